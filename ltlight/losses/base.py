@@ -1,0 +1,166 @@
+"""The one mechanism every loss shares: per-class weight, reduction and class counts.
+
+A loss computes its per-sample values ``ℓ_i`` in :meth:`LongTailLoss.per_sample`; this base class
+applies the per-class weight and the reduction exactly as ``F.cross_entropy(weight=...)`` does:
+
+* ``"none"``: ``w_{y_i} · ℓ_i``
+* ``"sum"``:  ``Σ_i w_{y_i} · ℓ_i``
+* ``"mean"``: ``Σ_i w_{y_i} · ℓ_i / Σ_i w_{y_i}`` (the weighted mean; with DRW this *is* the
+  learning-rate re-normalisation of Cao et al. 2019, Algorithm 1)
+
+Losses on sigmoid outputs (multi-label) return ``ℓ_ic`` shaped like the logits; there the weight
+is per class on the last axis and ``"mean"`` is the plain mean of the weighted elements
+(torchvision's convention). DRW and every other re-balancing callback therefore work with a new
+loss without knowing anything about it.
+"""
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def check_class_counts(class_counts: Sequence[int] | Tensor) -> Tensor:
+    """Return ``class_counts`` as a 1-D int64 tensor, or raise ``ValueError`` saying what is wrong."""
+    counts = torch.as_tensor(class_counts)
+    if counts.dim() != 1 or counts.numel() == 0:
+        raise ValueError(
+            f"class_counts must be a non-empty 1-D sequence of positive integers, "
+            f"got shape {tuple(counts.shape)}"
+        )
+    if counts.is_floating_point() and not bool(torch.all(counts == counts.round())):
+        raise ValueError(f"class_counts must be integers, got {counts.tolist()}")
+    if counts.is_complex() or counts.dtype == torch.bool:
+        raise ValueError(f"class_counts must be integers, got dtype {counts.dtype}")
+    counts = counts.to(torch.int64)
+    if bool(torch.any(counts < 1)):
+        bad = [(i, int(c)) for i, c in enumerate(counts.tolist()) if c < 1]
+        raise ValueError(
+            f"class_counts must be positive integers (>= 1), got {bad[:5]} as (class, count); "
+            "an empty class cannot be re-balanced: drop it or give it at least one sample"
+        )
+    return counts
+
+
+class LongTailLoss(nn.Module):
+    """Base class: subclasses implement :meth:`per_sample` and nothing else.
+
+    Args:
+        weight: per-class weight ``w`` (length C) or ``None``; may be set later
+            (``loss.weight = w``), which is what :class:`~ltlight.callbacks.DeferredReweighting`
+            does.
+        reduction: ``"mean"`` (weighted mean), ``"sum"`` or ``"none"``.
+        class_counts: training samples per class; only losses with ``requires_class_counts``
+            need them, and :class:`~ltlight.LongTailModule` hands them over from the datamodule.
+    """
+
+    #: Set by subclasses whose formula uses the class counts (LDAM, logit-adjusted, ...).
+    requires_class_counts: bool = False
+    #: ``True`` for losses on independent sigmoids (``ℓ`` per element, float targets allowed).
+    multi_label: bool = False
+
+    def __init__(
+        self,
+        weight: Tensor | Sequence[float] | None = None,
+        reduction: str = "mean",
+        class_counts: Sequence[int] | None = None,
+    ) -> None:
+        super().__init__()
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+        self.reduction = reduction
+        self.weight = weight
+        self.class_counts: Tensor | None = None
+        if class_counts is not None:
+            self.set_class_counts(class_counts)
+
+    # -- per-class weight -------------------------------------------------------------------
+    @property
+    def weight(self) -> Tensor | None:
+        return self._weight
+
+    @weight.setter
+    def weight(self, value: Tensor | Sequence[float] | None) -> None:
+        if value is None:
+            self._weight = None
+            return
+        weight = torch.as_tensor(value, dtype=torch.get_default_dtype())
+        if weight.dim() != 1:
+            raise ValueError(f"weight must be 1-D (one value per class), got {tuple(weight.shape)}")
+        if not bool(torch.all(torch.isfinite(weight) & (weight >= 0))):
+            raise ValueError(f"weight must be finite and >= 0, got {weight.tolist()}")
+        self._weight = weight
+
+    # -- class counts -----------------------------------------------------------------------
+    def set_class_counts(self, class_counts: Sequence[int] | Tensor) -> None:
+        """Give the loss the training class counts ``n_j``; subclasses derive their constants here."""
+        self.class_counts = check_class_counts(class_counts)
+
+    def _counts_for(self, logits: Tensor) -> Tensor:
+        """The class counts, checked against the logits' class dimension (a shape check only)."""
+        if self.class_counts is None:
+            raise RuntimeError(
+                f"{type(self).__name__} needs the training class counts: pass "
+                f"class_counts=[n_0, n_1, ...] to its constructor, call "
+                f"loss.set_class_counts(counts), or train it in ltlight.LongTailModule with a "
+                f"datamodule that has a `class_counts` attribute"
+            )
+        if self.class_counts.numel() != logits.shape[-1]:
+            raise ValueError(
+                f"{type(self).__name__} has class_counts for {self.class_counts.numel()} classes "
+                f"but the logits have {logits.shape[-1]} classes"
+            )
+        return self.class_counts
+
+    # -- what subclasses write --------------------------------------------------------------
+    def per_sample(self, logits: Tensor, target: Tensor) -> Tensor:
+        """Unweighted, unreduced loss ``ℓ_i`` of shape ``(N,)`` (or ``(N, C)`` if multi-label)."""
+        raise NotImplementedError
+
+    def predictive_logits(self, logits: Tensor) -> Tensor:
+        """Logits whose softmax is the model's predictive distribution (for ECE, reliability).
+
+        The identity by default; a loss that trains on a transform of the logits (LDAM's ``s·z``)
+        returns that transform.
+        """
+        return logits
+
+    # -- the shared weighting and reduction -------------------------------------------------
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        if logits.dim() != 2:
+            raise ValueError(f"logits must be (N, C), got shape {tuple(logits.shape)}")
+        losses = self.per_sample(logits, target)
+        weight = self._weight
+        if losses.dim() == 2:  # multi-label: per element, weight per class on the last axis
+            if weight is not None:
+                self._check_weight(weight, logits)
+                if weight.device != losses.device:  # once, not every step
+                    self._weight = weight = weight.to(losses.device)
+                losses = losses * weight.to(losses.dtype)
+            if self.reduction == "mean":
+                return losses.mean()
+            return losses.sum() if self.reduction == "sum" else losses
+        if weight is None:
+            if self.reduction == "mean":
+                return losses.mean()
+            return losses.sum() if self.reduction == "sum" else losses
+        self._check_weight(weight, logits)
+        if weight.device != losses.device:  # once, not every step
+            self._weight = weight = weight.to(losses.device)
+        sample_weight = weight.to(losses.dtype)[target]
+        losses = losses * sample_weight
+        if self.reduction == "mean":
+            return losses.sum() / sample_weight.sum()
+        return losses.sum() if self.reduction == "sum" else losses
+
+    def _check_weight(self, weight: Tensor, logits: Tensor) -> None:
+        if weight.numel() != logits.shape[-1]:
+            raise ValueError(
+                f"{type(self).__name__}.weight has {weight.numel()} entries but the logits have "
+                f"{logits.shape[-1]} classes"
+            )
+
+    def extra_repr(self) -> str:
+        return f"reduction={self.reduction!r}"
