@@ -1,5 +1,29 @@
-"""Losses for long-tailed classification; every one shares :class:`LongTailLoss`'s weight and reduction."""
+"""Losses for long-tailed classification.
+
+Every loss is a :class:`LongTailLoss`: it computes per-sample values, and the base class applies
+the per-class ``weight`` and the ``reduction`` exactly as ``F.cross_entropy(weight=...)`` does.
+"""
 
 from ltlight.losses.base import LongTailLoss
+from ltlight.losses.ce import CrossEntropyLoss
+from ltlight.losses.focal import FocalLoss, SigmoidFocalLoss
+from ltlight.losses.ghm import GHMCLoss
+from ltlight.losses.ldam import LDAMHingeLoss, LDAMLoss
+from ltlight.losses.logit_adjusted import BalancedSoftmaxLoss, LogitAdjustedLoss
+from ltlight.losses.tailr import TaiLrLoss
+from ltlight.losses.weights import effective_number, inverse_frequency
 
-__all__ = ["LongTailLoss"]
+__all__ = [
+    "BalancedSoftmaxLoss",
+    "CrossEntropyLoss",
+    "FocalLoss",
+    "GHMCLoss",
+    "LDAMHingeLoss",
+    "LDAMLoss",
+    "LogitAdjustedLoss",
+    "LongTailLoss",
+    "SigmoidFocalLoss",
+    "TaiLrLoss",
+    "effective_number",
+    "inverse_frequency",
+]

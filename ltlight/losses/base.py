@@ -14,26 +14,35 @@ is per class on the last axis and ``"mean"`` is the plain mean of the weighted e
 loss without knowing anything about it.
 """
 
+import math
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 REDUCTIONS = ("mean", "sum", "none")
 
 
 def check_class_counts(class_counts: Sequence[int] | Tensor) -> Tensor:
-    """Return ``class_counts`` as a 1-D int64 tensor, or raise ``ValueError`` saying what is wrong."""
-    counts = torch.as_tensor(class_counts)
+    """Return ``class_counts`` as a 1-D int64 tensor; raise ``ValueError`` saying what is wrong."""
+    try:
+        counts = torch.as_tensor(class_counts)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise ValueError(
+            f"class_counts must be a 1-D sequence of positive integers, got {class_counts!r}"
+        ) from error
     if counts.dim() != 1 or counts.numel() == 0:
         raise ValueError(
             f"class_counts must be a non-empty 1-D sequence of positive integers, "
             f"got shape {tuple(counts.shape)}"
         )
-    if counts.is_floating_point() and not bool(torch.all(counts == counts.round())):
-        raise ValueError(f"class_counts must be integers, got {counts.tolist()}")
     if counts.is_complex() or counts.dtype == torch.bool:
         raise ValueError(f"class_counts must be integers, got dtype {counts.dtype}")
+    if counts.is_floating_point() and not bool(
+        torch.all(torch.isfinite(counts) & (counts == counts.round()))
+    ):
+        raise ValueError(f"class_counts must be integers, got {counts.tolist()}")
     counts = counts.to(torch.int64)
     if bool(torch.any(counts < 1)):
         bad = [(i, int(c)) for i, c in enumerate(counts.tolist()) if c < 1]
@@ -42,6 +51,57 @@ def check_class_counts(class_counts: Sequence[int] | Tensor) -> Tensor:
             "an empty class cannot be re-balanced: drop it or give it at least one sample"
         )
     return counts
+
+
+def check_range(
+    name: str,
+    value: float,
+    low: float,
+    high: float = math.inf,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """Return ``value`` as a float if it lies in the interval, else raise a ``ValueError``.
+
+    The message names the argument, the value received and the allowed range, e.g.
+    ``"gamma must be in [0, 1], got 1.5"``; NaN is never in range.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a real number, got {value!r}")
+    above = value > low if low_open else value >= low
+    below = value < high if high_open or high == math.inf else value <= high
+    if not (above and below):
+        if high == math.inf:
+            allowed = f"{'>' if low_open else '>='} {low:g}"
+        else:
+            allowed = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise ValueError(f"{name} must be {allowed}, got {value!r}")
+    return float(value)
+
+
+def float_logits(logits: Tensor) -> Tensor:
+    """``logits`` in at least float32: softmax and log-space terms under bf16/fp16 autocast
+    overflow or lose the small probabilities; float64 stays float64 (gradcheck)."""
+    if logits.dtype in (torch.float32, torch.float64):
+        return logits
+    return logits.float()
+
+
+def dense_target(logits: Tensor, target: Tensor) -> Tensor:
+    """Targets of a sigmoid (multi-label) loss shaped like ``logits``, in their dtype.
+
+    Class indices ``(N,)`` are one-hot encoded; float targets ``(N, C)`` pass through.
+    """
+    if target.shape == logits.shape:
+        return target.to(logits.dtype)
+    if target.dim() == 1 and target.shape[0] == logits.shape[0] and not target.is_floating_point():
+        return F.one_hot(target, logits.shape[-1]).to(logits.dtype)
+    raise ValueError(
+        f"target must be class indices of shape ({logits.shape[0]},) or a float tensor shaped "
+        f"like the logits {tuple(logits.shape)}, got shape {tuple(target.shape)} "
+        f"and dtype {target.dtype}"
+    )
 
 
 class LongTailLoss(nn.Module):
@@ -95,8 +155,26 @@ class LongTailLoss(nn.Module):
 
     # -- class counts -----------------------------------------------------------------------
     def set_class_counts(self, class_counts: Sequence[int] | Tensor) -> None:
-        """Give the loss the training class counts ``n_j``; subclasses derive their constants here."""
+        """Give the loss the training class counts ``n_j``.
+
+        Subclasses derive their constants here (as non-persistent buffers, so ``.to(device)``
+        moves them and a checkpoint loads whether or not counts were set) and call ``super()``.
+        """
         self.class_counts = check_class_counts(class_counts)
+
+    def _register_derived(self, name: str) -> None:
+        """Declare a constant derived from the class counts (margins, log-priors).
+
+        A non-persistent buffer: ``module.to(device)`` moves it, and a checkpoint loads whether
+        or not counts were set when it was saved. It starts empty so that it already sits on
+        the module's device and dtype when :meth:`set_class_counts` fills it.
+        """
+        self.register_buffer(name, torch.empty(0), persistent=False)
+
+    def _set_derived(self, name: str, value: Tensor) -> None:
+        """Fill the derived buffer ``name`` on the device and in the dtype it already has."""
+        current = getattr(self, name)
+        setattr(self, name, value.to(device=current.device, dtype=current.dtype))
 
     def _counts_for(self, logits: Tensor) -> Tensor:
         """The class counts, checked against the logits' class dimension (a shape check only)."""

@@ -1,0 +1,205 @@
+"""Speed of every ltlight loss relative to the PyTorch reference it replaces.
+
+Forward + backward time of each loss divided by that of ``F.cross_entropy`` (softmax family) or
+``F.binary_cross_entropy_with_logits`` (sigmoid family) on the same logits, N = 1024, C = 100.
+Reference and candidate are timed alternately in one run, so machine load affects both alike,
+and the ratio is the median of many paired measurements. LDAM runs on cosine-range logits as
+used with a normalised head (``30·N(0, 1)`` logits would measure float32 denormals instead).
+The GHM-C row "loop" is the common implementation (mmdetection's ``GHMC``: a Python loop over
+the bins with an ``.item()`` per bin), to show the vectorised version's speed-up.
+
+Run: ``python benchmarks/losses.py`` (add ``--repeats 400`` for tighter medians).
+"""
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ltlight.losses import (
+    BalancedSoftmaxLoss,
+    CrossEntropyLoss,
+    FocalLoss,
+    GHMCLoss,
+    LDAMHingeLoss,
+    LDAMLoss,
+    LogitAdjustedLoss,
+    SigmoidFocalLoss,
+    TaiLrLoss,
+    inverse_frequency,
+)
+
+SOFTMAX_GOAL = 1.5  # × cross-entropy
+GHM_GOAL = 4.0  # × BCE-with-logits
+GHM_SPEEDUP_GOAL = 3.0  # × faster than the loop
+
+
+class LoopGHMC(nn.Module):
+    """mmdetection's ``GHMC`` as commonly copied: one Python iteration and ``.item()`` per bin."""
+
+    def __init__(self, bins: int = 10, momentum: float = 0.0) -> None:
+        super().__init__()
+        self.bins = bins
+        self.momentum = momentum
+        edges = torch.arange(bins + 1).float() / bins
+        edges[-1] += 1e-6
+        self.register_buffer("edges", edges)
+        self.register_buffer("acc_sum", torch.zeros(bins))
+
+    def forward(self, pred: Tensor, target: Tensor) -> Tensor:
+        edges = self.edges
+        weights = torch.zeros_like(pred)
+        g = torch.abs(pred.sigmoid().detach() - target)
+        tot = pred.numel()
+        n = 0
+        for i in range(self.bins):
+            inds = (g >= edges[i]) & (g < edges[i + 1])
+            num_in_bin = inds.sum().item()
+            if num_in_bin > 0:
+                if self.momentum > 0:
+                    self.acc_sum[i] = (
+                        self.momentum * self.acc_sum[i] + (1 - self.momentum) * num_in_bin
+                    )
+                    weights[inds] = tot / self.acc_sum[i]
+                else:
+                    weights[inds] = tot / num_in_bin
+                n += 1
+        if n > 0:
+            weights = weights / n
+        loss = F.binary_cross_entropy_with_logits(pred, target, weights, reduction="sum")
+        return loss / tot
+
+
+def _timer(device: torch.device) -> Callable[[], float]:
+    if device.type == "cuda":
+
+        def now() -> float:
+            torch.cuda.synchronize(device)
+            return time.perf_counter()
+
+        return now
+    return time.perf_counter
+
+
+def paired_times(
+    reference: Callable[[Tensor], Tensor],
+    candidate: Callable[[Tensor], Tensor],
+    logits: Tensor,
+    repeats: int,
+    warmup: int = 20,
+) -> tuple[float, float, float]:
+    """Median forward+backward seconds of reference and candidate, and the median ratio."""
+    now = _timer(logits.device)
+
+    def run(fn: Callable[[Tensor], Tensor]) -> float:
+        x = logits.detach().requires_grad_(True)
+        start = now()
+        (grad,) = torch.autograd.grad(fn(x), x)
+        end = now()
+        del grad
+        return end - start
+
+    for _ in range(warmup):
+        run(reference)
+        run(candidate)
+    ref_times, cand_times, ratios = [], [], []
+    for i in range(repeats):
+        # alternate which goes first, so neither always sees a warm cache
+        if i % 2:
+            t_cand, t_ref = run(candidate), run(reference)
+        else:
+            t_ref, t_cand = run(reference), run(candidate)
+        ref_times.append(t_ref)
+        cand_times.append(t_cand)
+        ratios.append(t_cand / t_ref)
+    return statistics.median(ref_times), statistics.median(cand_times), statistics.median(ratios)
+
+
+def benchmark(device: torch.device, repeats: int, n: int = 1024, c: int = 100) -> None:
+    gen = torch.Generator().manual_seed(0)
+    counts = [max(1, round(500 * 0.01 ** (j / (c - 1)))) for j in range(c)]  # ratio 100
+    target = torch.randint(0, c, (n,), generator=gen).to(device)
+    gaussian = torch.randn(n, c, generator=gen).to(device)
+    cosine = F.normalize(torch.randn(n, c, generator=gen), dim=1).mul(3).clamp(-1, 1).to(device)
+    onehot = F.one_hot(target, c).float()
+    drw_weight = inverse_frequency(counts)
+
+    def ce(x: Tensor) -> Tensor:
+        return F.cross_entropy(x, target)
+
+    def bce(x: Tensor) -> Tensor:
+        return F.binary_cross_entropy_with_logits(x, onehot)
+
+    def loss_fn(loss: nn.Module, tgt: Tensor) -> Callable[[Tensor], Tensor]:
+        loss = loss.to(device)
+        return lambda x: loss(x, tgt)
+
+    softmax_rows = [
+        ("CrossEntropyLoss", CrossEntropyLoss(), gaussian),
+        ("CrossEntropyLoss (DRW weight)", CrossEntropyLoss(weight=drw_weight), gaussian),
+        ("LDAMLoss (cosine logits)", LDAMLoss(counts), cosine),
+        ("LDAMHingeLoss", LDAMHingeLoss(counts), gaussian),
+        ("FocalLoss γ=2", FocalLoss(), gaussian),
+        ("FocalLoss γ=2, alpha", FocalLoss(alpha=drw_weight.tolist()), gaussian),
+        ("TaiLrLoss γ=0.5", TaiLrLoss(0.5), gaussian),
+        ("TaiLrLoss γ=0.5, threshold", TaiLrLoss(0.5, threshold=0.1), gaussian),
+        ("LogitAdjustedLoss", LogitAdjustedLoss(counts), gaussian),
+        ("BalancedSoftmaxLoss", BalancedSoftmaxLoss(counts), gaussian),
+    ]
+    print(f"\n{device.type.upper()}  (N={n}, C={c}, {repeats} paired repeats", end="")
+    if device.type == "cpu":
+        print(f", {torch.get_num_threads()} threads)")
+    else:
+        print(f", {torch.cuda.get_device_name(device)})")
+    header = f"{'loss':<34}{'ref µs':>9}{'loss µs':>10}{'ratio':>8}  {'goal':<10}{'':>6}"
+    print(header)
+    print("-" * len(header))
+
+    def row(name: str, ref_s: float, cand_s: float, ratio: float, goal: str, ok: bool) -> None:
+        verdict = "ok" if ok else "MISS"
+        print(
+            f"{name:<34}{ref_s * 1e6:>9.0f}{cand_s * 1e6:>10.0f}{ratio:>7.2f}×  {goal:<10}"
+            f"{verdict:>6}"
+        )
+
+    print("softmax family, reference F.cross_entropy")
+    for name, loss, logits in softmax_rows:
+        ref_s, cand_s, ratio = paired_times(ce, loss_fn(loss, target), logits, repeats)
+        row(name, ref_s, cand_s, ratio, f"≤ {SOFTMAX_GOAL}×", ratio <= SOFTMAX_GOAL)
+
+    print("sigmoid family, reference F.binary_cross_entropy_with_logits")
+    ref_s, cand_s, ratio = paired_times(bce, loss_fn(SigmoidFocalLoss(), onehot), gaussian, repeats)
+    row("SigmoidFocalLoss", ref_s, cand_s, ratio, "-", True)
+    for momentum in (0.0, 0.75):
+        ours = loss_fn(GHMCLoss(momentum=momentum), onehot)
+        loop = loss_fn(LoopGHMC(momentum=momentum), onehot)
+        ref_s, cand_s, ratio = paired_times(bce, ours, gaussian, repeats)
+        row(f"GHMCLoss m={momentum}", ref_s, cand_s, ratio, f"≤ {GHM_GOAL}×", ratio <= GHM_GOAL)
+        loop_ref_s, loop_s, loop_ratio = paired_times(bce, loop, gaussian, max(repeats // 4, 10))
+        row(f"  mmdetection loop m={momentum}", loop_ref_s, loop_s, loop_ratio, "-", True)
+        _, _, slowdown = paired_times(ours, loop, gaussian, max(repeats // 4, 10))
+        ok = slowdown >= GHM_SPEEDUP_GOAL
+        print(
+            f"  → vectorised is {slowdown:.1f}× faster than the loop (goal ≥ {GHM_SPEEDUP_GOAL}×)"
+            f"{'' if ok else '   MISS'}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    benchmark(torch.device("cpu"), args.repeats)
+    if torch.cuda.is_available():
+        benchmark(torch.device("cuda"), args.repeats)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+"""The shared shape of ltlight's schedule callbacks: state applied as a function of the epoch."""
+
+import lightning as L
+
+
+class EpochScheduleCallback(L.Callback):
+    """Calls :meth:`apply` at the start of every training epoch and when training (re)starts.
+
+    Lightning skips ``on_train_epoch_start`` when it resumes from a mid-epoch checkpoint; applying
+    the state again in ``on_train_start`` makes a resumed run see exactly what an uninterrupted one
+    saw. The state is a pure function of ``trainer.current_epoch``, so nothing needs saving.
+    """
+
+    def apply(self, trainer: L.Trainer, pl_module: L.LightningModule, epoch: int) -> None:
+        raise NotImplementedError
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.apply(trainer, pl_module, trainer.current_epoch)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.apply(trainer, pl_module, trainer.current_epoch)

@@ -1,0 +1,34 @@
+"""DRS — deferred re-sampling (Cao et al., NeurIPS 2019, Section 3.3): instance sampling before
+``start_epoch``, class-balanced sampling (every class equally likely) from it on.
+"""
+
+import lightning as L
+
+from ltlight.callbacks._epoch_switch import EpochScheduleCallback
+
+
+class DeferredResampling(EpochScheduleCallback):
+    """Switch the training loader's sampler to class-balanced sampling at ``start_epoch``.
+
+    Works with ltlight's datamodules, whose training loader has a ``sampler.class_balanced`` flag
+    (DDP-aware: every rank draws a disjoint shard of the balanced epoch).
+
+    Args:
+        start_epoch: first epoch (counting from 0) sampled class-balanced, ``>= 0``.
+    """
+
+    def __init__(self, start_epoch: int = 160) -> None:
+        if start_epoch < 0:
+            raise ValueError(f"start_epoch must be >= 0, got {start_epoch}")
+        self.start_epoch = start_epoch
+
+    def apply(self, trainer: L.Trainer, pl_module: L.LightningModule, epoch: int) -> None:
+        loader = trainer.train_dataloader
+        sampler = getattr(loader, "sampler", None)
+        if not hasattr(sampler, "class_balanced"):
+            raise TypeError(
+                "DeferredResampling needs a training loader whose `sampler` has a "
+                f"`class_balanced` flag (ltlight's datamodules have one); got {type(loader).__name__}"
+            )
+        sampler.class_balanced = epoch >= self.start_epoch
+        pl_module.log("train/class_balanced", float(sampler.class_balanced), on_epoch=True)

@@ -1,0 +1,25 @@
+"""Long-tailed datasets as LightningDataModules, and the device-resident loader they use."""
+
+from ltlight.data.augment import Normalize, crop_flip, random_crop_flip
+from ltlight.data.base import LongTailDataModule
+from ltlight.data.cifar import CIFAR10LTDataModule, CIFAR100LTDataModule
+from ltlight.data.device_loader import DeviceDataLoader, EpochSampler
+from ltlight.data.digits import DigitsLTDataModule
+from ltlight.data.fashion_mnist import FashionMNISTLTDataModule
+from ltlight.data.profiles import PROFILES, long_tail_counts, long_tail_indices
+
+__all__ = [
+    "PROFILES",
+    "CIFAR10LTDataModule",
+    "CIFAR100LTDataModule",
+    "DeviceDataLoader",
+    "DigitsLTDataModule",
+    "EpochSampler",
+    "FashionMNISTLTDataModule",
+    "LongTailDataModule",
+    "Normalize",
+    "crop_flip",
+    "long_tail_counts",
+    "long_tail_indices",
+    "random_crop_flip",
+]

@@ -1,0 +1,162 @@
+"""What every long-tailed datamodule shares; a dataset file only says how to load its arrays.
+
+A subclass sets the dataset's constants (``num_classes``, ``in_channels``, ``image_size``,
+``max_count`` — images per class of the balanced training set —, ``mean``/``std`` and the
+augmentation) and implements :meth:`LongTailDataModule.load_split`, which returns a split as a
+uint8 ``(N, C, H, W)`` tensor and int64 labels on the CPU. This class then
+
+* computes ``class_counts`` from the profile at construction — before ``setup`` and identically on
+  every DDP rank, so losses and callbacks can use them at once;
+* keeps the seeded long-tailed subset of the training split (:func:`long_tail_indices`) and the
+  whole balanced test split, which serves as validation, test and prediction set;
+* builds :class:`~ltlight.data.device_loader.DeviceDataLoader` on the trainer's device
+  (``trainer.strategy.root_device``; the CPU without a trainer), sharded by
+  ``trainer.global_rank`` / ``trainer.world_size``.
+"""
+
+from typing import ClassVar
+
+import torch
+from lightning.pytorch import LightningDataModule
+from torch import Tensor
+
+from ltlight.data.device_loader import DeviceDataLoader
+from ltlight.data.profiles import (
+    check_imbalance_ratio,
+    check_profile,
+    long_tail_counts,
+    long_tail_indices,
+)
+
+
+class LongTailDataModule(LightningDataModule):
+    """Base class of the long-tailed datamodules.
+
+    Args:
+        imbalance_ratio: ``ρ = n_max / n_min`` ≥ 1 of the training split.
+        profile: ``"exp"`` or ``"step"`` (see :func:`~ltlight.data.long_tail_counts`).
+        step_fraction: for ``"step"``, the fraction of head classes, in (0, 1).
+        batch_size: training images per batch (per rank), ≥ 1.
+        eval_batch_size: evaluation images per batch (per rank), ≥ 1; ``None``: ``batch_size``.
+        seed: the long-tailed subset, the epoch order and the augmentation all derive from it.
+        augment: random crop / flip of the training batches (per dataset, see its class).
+    """
+
+    #: Dataset name, for messages.
+    name: ClassVar[str] = "dataset"
+    num_classes: ClassVar[int]
+    in_channels: ClassVar[int]
+    image_size: ClassVar[int]
+    #: Per-channel mean / std of the [0, 1] images, for normalisation.
+    mean: ClassVar[tuple[float, ...]]
+    std: ClassVar[tuple[float, ...]]
+    #: Zero padding of the random crop (``None``: no crop) and whether to flip, when augmenting.
+    crop_padding: ClassVar[int | None] = 4
+    flip: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        imbalance_ratio: float = 100.0,
+        profile: str = "exp",
+        step_fraction: float = 0.5,
+        batch_size: int = 128,
+        eval_batch_size: int | None = None,
+        seed: int = 0,
+        augment: bool = True,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()  # primitive arguments only: checkpoints record the data setup
+        check_imbalance_ratio(imbalance_ratio)
+        check_profile(profile, step_fraction)
+        for argument, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+            if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
+                raise ValueError(f"{argument} must be an integer >= 1, got {value!r}")
+        self.imbalance_ratio = imbalance_ratio
+        self.profile = profile
+        self.step_fraction = step_fraction
+        self.batch_size = int(batch_size)
+        self.eval_batch_size = int(eval_batch_size) if eval_batch_size is not None else None
+        self.seed = seed
+        self.augment = augment
+        #: Training images per class of the whole long-tailed training set (head class first).
+        self.class_counts: list[int] = long_tail_counts(
+            self.max_count, self.num_classes, imbalance_ratio, profile, step_fraction
+        )
+        #: ``(images, labels)`` on the CPU once :meth:`setup` has run.
+        self.train_data: tuple[Tensor, Tensor] | None = None
+        self.test_data: tuple[Tensor, Tensor] | None = None
+        self._on_device: dict[tuple[str, torch.device], tuple[Tensor, Tensor]] = {}
+
+    @property
+    def max_count(self) -> int:
+        """Images per class in the balanced training split: the head class's count ``n_max``."""
+        raise NotImplementedError
+
+    def load_split(self, train: bool) -> tuple[Tensor, Tensor]:
+        """The balanced training (``train=True``) or test split: uint8 ``(N, C, H, W)``, int64."""
+        raise NotImplementedError
+
+    # -- LightningDataModule hooks ----------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        if stage in (None, "fit") and self.train_data is None:
+            images, labels = self.load_split(train=True)
+            keep = long_tail_indices(labels, self.class_counts, seed=self.seed)
+            self.train_data = (images[keep], labels[keep])
+            counts = torch.bincount(self.train_data[1], minlength=self.num_classes).tolist()
+            if counts != self.class_counts:
+                raise RuntimeError(
+                    f"{self.name}: the long-tailed subset has {counts} images per class, "
+                    f"expected {self.class_counts}"
+                )
+        if self.test_data is None:
+            self.test_data = self.load_split(train=False)
+
+    def teardown(self, stage: str | None = None) -> None:
+        self._on_device.clear()  # release the device copies; the CPU arrays stay for reuse
+
+    def train_dataloader(self) -> DeviceDataLoader:
+        return self._loader("train", self.batch_size, shuffle=True, augment=self.augment)
+
+    def val_dataloader(self) -> DeviceDataLoader:
+        return self._loader("test", self.eval_batch_size or self.batch_size)
+
+    def test_dataloader(self) -> DeviceDataLoader:
+        return self._loader("test", self.eval_batch_size or self.batch_size)
+
+    def predict_dataloader(self) -> DeviceDataLoader:
+        return self._loader("test", self.eval_batch_size or self.batch_size)
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _loader(
+        self, split: str, batch_size: int, shuffle: bool = False, augment: bool = False
+    ) -> DeviceDataLoader:
+        trainer = self.trainer
+        device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+        rank, world_size = (0, 1) if trainer is None else (trainer.global_rank, trainer.world_size)
+        images, labels = self._split_on(split, device)
+        return DeviceDataLoader(
+            images,
+            labels,
+            batch_size,
+            mean=self.mean,
+            std=self.std,
+            shuffle=shuffle,
+            crop_padding=self.crop_padding if augment else None,
+            flip=self.flip and augment,
+            seed=self.seed,
+            rank=rank,
+            world_size=world_size,
+            device=device,
+        )
+
+    def _split_on(self, split: str, device: torch.device) -> tuple[Tensor, Tensor]:
+        """The split on ``device``, copied there once and reused by every loader."""
+        data = self.train_data if split == "train" else self.test_data
+        if data is None:
+            self.setup("fit" if split == "train" else "validate")
+            data = self.train_data if split == "train" else self.test_data
+        assert data is not None
+        key = (split, device)
+        if key not in self._on_device:
+            self._on_device[key] = (data[0].to(device), data[1].to(device))
+        return self._on_device[key]

@@ -1,0 +1,134 @@
+"""Long-tail profiles: how many training images each class keeps, and which ones.
+
+The counts follow the official LDAM-DRW code (Cao et al., NeurIPS 2019, ``get_img_num_per_cls``),
+which is how CIFAR-10-LT / CIFAR-100-LT are built in the papers:
+
+* ``"exp"``: ``n_i = int(max_count · (1 / ρ)^(i / (C − 1)))`` for class ``i`` of ``C``, ``ρ`` the
+  imbalance ratio (the paper's ``ρ = n_max / n_min``; the code's ``imb_factor = 1 / ρ``);
+* ``"step"``: the first ``int(C · step_fraction)`` classes keep ``max_count``, the others
+  ``int(max_count · (1 / ρ))`` (the paper's ``μ`` is ``step_fraction``, 0.5 there).
+
+Which images a class keeps is where the official code is not reproducible (an unseeded NumPy
+shuffle in many forks): :func:`long_tail_indices` takes, per class, the first ``n_c`` images of one
+permutation drawn from ``torch.Generator().manual_seed(seed)`` on the CPU, so the same seed gives
+the same subset on any machine, and every seed gives the same counts.
+"""
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+PROFILES = ("exp", "step")
+
+
+def check_imbalance_ratio(imbalance_ratio: float) -> None:
+    """Raise ``ValueError`` unless ``imbalance_ratio`` (``ρ = n_max / n_min``) is ≥ 1."""
+    if not imbalance_ratio >= 1:  # also rejects NaN
+        raise ValueError(
+            f"imbalance_ratio must be >= 1 (n_max / n_min; 1 is balanced), got {imbalance_ratio}"
+        )
+
+
+def check_profile(profile: str, step_fraction: float) -> None:
+    """Raise ``ValueError`` for an unknown ``profile`` or a ``step_fraction`` outside (0, 1)."""
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
+    if not 0 < step_fraction < 1:
+        raise ValueError(
+            f"step_fraction must be in (0, 1) (the share of head classes), got {step_fraction}"
+        )
+
+
+def long_tail_counts(
+    max_count: int,
+    num_classes: int,
+    imbalance_ratio: float,
+    profile: str = "exp",
+    step_fraction: float = 0.5,
+) -> list[int]:
+    """Training images per class of a long-tailed split, head class first.
+
+    Args:
+        max_count: images of the most frequent class (``n_max``; 5000 for CIFAR-10), ≥ 1.
+        num_classes: ``C``, ≥ 2.
+        imbalance_ratio: ``ρ = n_max / n_min`` ≥ 1 (10, 50, 100, 200 in the papers).
+        profile: ``"exp"`` (exponential decay) or ``"step"`` (two levels).
+        step_fraction: for ``"step"``, the fraction ``μ`` of classes at ``max_count``, in (0, 1).
+
+    Returns:
+        ``C`` positive integers, exactly as the official ``get_img_num_per_cls`` computes them
+        (``long_tail_counts(5000, 10, 100)`` is ``[5000, 2997, 1796, 1077, 645, 387, 232, 139,
+        83, 50]``).
+
+    Raises:
+        ValueError: an argument outside its range, or a ratio so large that a class would keep
+            no image (``int(max_count / ρ) == 0``).
+    """
+    if isinstance(max_count, bool) or int(max_count) != max_count or max_count < 1:
+        raise ValueError(f"max_count must be an integer >= 1, got {max_count!r}")
+    if isinstance(num_classes, bool) or int(num_classes) != num_classes or num_classes < 2:
+        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+    check_imbalance_ratio(imbalance_ratio)
+    check_profile(profile, step_fraction)
+    max_count, num_classes = int(max_count), int(num_classes)
+
+    imb_factor = 1.0 / imbalance_ratio  # the official code's parameter, kept for identical floats
+    if profile == "exp":
+        counts = [
+            int(max_count * imb_factor ** (i / (num_classes - 1.0))) for i in range(num_classes)
+        ]
+    else:
+        num_head = int(num_classes * step_fraction)
+        counts = [max_count] * num_head + [int(max_count * imb_factor)] * (num_classes - num_head)
+    if min(counts) < 1:
+        raise ValueError(
+            f"imbalance_ratio must be <= max_count ({max_count}) so that every class keeps at "
+            f"least one image, got {imbalance_ratio} (counts would be {counts})"
+        )
+    return counts
+
+
+def long_tail_indices(
+    labels: Tensor | Sequence[int], class_counts: Sequence[int], seed: int = 0
+) -> Tensor:
+    """Indices of a seeded long-tailed subset: per class, the first ``n_c`` of one permutation.
+
+    Args:
+        labels: class index of every image in the balanced pool, shape ``(N,)``.
+        class_counts: images to keep per class, ``class_counts[c] <= (labels == c).sum()``.
+        seed: seeds ``torch.Generator().manual_seed(seed)``; the permutation is drawn on the CPU,
+            so the subset does not depend on the machine or the training device.
+
+    Returns:
+        Sorted int64 indices into ``labels`` (CPU), ``sum(class_counts)`` of them.
+    """
+    labels = torch.as_tensor(labels).to(device="cpu", dtype=torch.int64)
+    counts = torch.as_tensor(list(class_counts), dtype=torch.int64)
+    if labels.dim() != 1:
+        raise ValueError(f"labels must be 1-D, got shape {tuple(labels.shape)}")
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= len(counts)):
+        raise ValueError(
+            f"labels must be in [0, {len(counts)}) for {len(counts)} class_counts, "
+            f"got values in [{int(labels.min())}, {int(labels.max())}]"
+        )
+    if bool((counts < 0).any()):
+        raise ValueError(f"class_counts must be non-negative, got {counts.tolist()}")
+    available = torch.bincount(labels, minlength=len(counts))
+    short = (counts > available).nonzero().flatten().tolist()
+    if short:
+        c = short[0]
+        raise ValueError(
+            f"class_counts[{c}] = {int(counts[c])} but the pool has only {int(available[c])} "
+            f"images of class {c}"
+        )
+
+    permutation = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+    permuted_labels = labels[permutation]
+    # Stable sort by class keeps the permutation's order inside each class.
+    by_class = torch.sort(permuted_labels, stable=True).indices
+    class_start = torch.cumsum(available, 0) - available
+    sorted_labels = permuted_labels[by_class]
+    rank_in_class = torch.arange(len(labels)) - class_start[sorted_labels]
+    keep = rank_in_class < counts[sorted_labels]
+    return torch.sort(permutation[by_class[keep]]).values

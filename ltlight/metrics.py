@@ -1,0 +1,276 @@
+"""Long-tail classification metrics: per-class, balanced and many/medium/few-shot error, and ECE.
+
+One torchmetrics :class:`LongTailMetrics` keeps only sums — per class: correct and total; per
+confidence bin: count, correct and confidence sum — so its memory is ``O(C + bins)`` whatever the
+data size, and DDP sync is an exact ``all_reduce(sum)`` that torchmetrics does by itself. Beside it
+:func:`long_tail_metrics` computes the same dictionary from one batch of probabilities.
+
+Definitions (``p`` the predicted probabilities, ``ŷ = argmax p``, ``c = max p``):
+
+* ``error``: ``1 − #(ŷ = y) / N`` over all samples.
+* ``per_class_error[j]``: ``1 − #(ŷ = y = j) / #(y = j)``; NaN for a class without samples.
+* ``balanced_error``: the mean of ``per_class_error`` over classes with samples
+  (``1 −`` mean per-class recall, i.e. the error on a class-balanced test set).
+* ``many_shot_error`` / ``medium_shot_error`` / ``few_shot_error``: the mean of
+  ``per_class_error`` over the classes with ``n_j > many_threshold``,
+  ``few_threshold ≤ n_j ≤ many_threshold`` and ``n_j < few_threshold`` training samples
+  (``n_j`` the *training* class counts; defaults 100 and 20 as in Liu et al., "Large-Scale
+  Long-Tailed Recognition in an Open World", CVPR 2019, and Kang et al., "Decoupling
+  Representation and Classifier", ICLR 2020). NaN for an empty group or unknown counts.
+* ``ece``: expected calibration error (Guo et al., "On Calibration of Modern Neural Networks",
+  ICML 2017), l1 with ``n_bins`` equal-width bins:
+  ``Σ_b (|B_b| / N) · |acc(B_b) − conf(B_b)|``. Binning is exactly torchmetrics'
+  ``MulticlassCalibrationError`` (bin ``b`` holds ``c ∈ [b/n, (b+1)/n)``, and ``c = 1`` — a
+  saturated float32 softmax — is a bucket of its own), so the two always agree.
+* ``bin_confidence`` / ``bin_accuracy`` / ``bin_count``: the reliability diagram's ``n_bins``
+  bins, the last one closed (``c = 1`` merged into it); NaN mean for an empty bin.
+"""
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+from torchmetrics import Metric
+
+from ltlight.losses.base import check_class_counts
+
+#: Names of the shot groups, in the order :func:`shot_groups` numbers them.
+SHOT_GROUPS = ("many", "medium", "few")
+#: The scalar entries of :meth:`LongTailMetrics.compute` (the ones a logger can plot as a line).
+SCALAR_KEYS = (
+    "error",
+    "balanced_error",
+    "many_shot_error",
+    "medium_shot_error",
+    "few_shot_error",
+    "ece",
+)
+
+
+def check_thresholds(many_threshold: int, few_threshold: int) -> None:
+    """Raise ``ValueError`` unless ``0 <= few_threshold <= many_threshold``."""
+    if few_threshold < 0:
+        raise ValueError(f"few_threshold must be >= 0, got {few_threshold}")
+    if many_threshold < few_threshold:
+        raise ValueError(
+            f"many_threshold must be >= few_threshold, got many_threshold={many_threshold} "
+            f"and few_threshold={few_threshold}"
+        )
+
+
+def shot_groups(
+    class_counts: Sequence[int] | Tensor, many_threshold: int = 100, few_threshold: int = 20
+) -> Tensor:
+    """Group index per class: 0 many-shot (``n > many_threshold``), 2 few-shot
+    (``n < few_threshold``), 1 medium-shot otherwise; names in :data:`SHOT_GROUPS`."""
+    check_thresholds(many_threshold, few_threshold)
+    counts = torch.as_tensor(class_counts)
+    groups = torch.ones(counts.shape, dtype=torch.int64, device=counts.device)
+    groups[counts > many_threshold] = 0
+    groups[counts < few_threshold] = 2
+    return groups
+
+
+def _long_tail_update(
+    probs: Tensor, target: Tensor, num_classes: int, n_bins: int
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Per-class ``(correct, total)`` and per-bucket ``(count, correct, confidence sum)``.
+
+    Buckets are ``n_bins + 1`` long (the extra one holds ``c = 1``). Counting goes through a
+    one-hot comparison rather than ``bincount``/``scatter_add``: deterministic on every device,
+    and ``N × (C + bins)`` booleans is nothing next to the forward pass.
+    """
+    if probs.dim() != 2 or probs.shape[1] != num_classes:
+        raise ValueError(
+            f"probs must have shape (N, {num_classes}) (softmax probabilities), "
+            f"got {tuple(probs.shape)}"
+        )
+    if target.shape != probs.shape[:1]:
+        raise ValueError(
+            f"target must have shape ({probs.shape[0]},) (class indices), got {tuple(target.shape)}"
+        )
+    probs = probs.detach().float()
+    confidence, prediction = probs.max(dim=1)
+    correct = prediction.eq(target)
+
+    is_class = target.unsqueeze(1) == torch.arange(num_classes, device=target.device)
+    class_total = is_class.sum(0)
+    class_correct = (is_class & correct.unsqueeze(1)).sum(0)
+
+    edges = torch.linspace(0, 1, n_bins + 1, dtype=torch.float32, device=probs.device)
+    bucket = torch.bucketize(confidence, edges, right=True) - 1
+    in_bucket = bucket.unsqueeze(1) == torch.arange(n_bins + 1, device=probs.device)
+    bin_count = in_bucket.sum(0)
+    bin_correct = (in_bucket & correct.unsqueeze(1)).sum(0)
+    bin_confidence_sum = (in_bucket * confidence.unsqueeze(1)).sum(0)
+    return class_correct, class_total, bin_count, bin_correct, bin_confidence_sum
+
+
+def _merge_last_two(x: Tensor) -> Tensor:
+    return torch.cat([x[:-2], x[-2:].sum(0, keepdim=True)])
+
+
+def _long_tail_compute(
+    class_correct: Tensor,
+    class_total: Tensor,
+    bin_count: Tensor,
+    bin_correct: Tensor,
+    bin_confidence_sum: Tensor,
+    class_counts: Tensor | None,
+    many_threshold: int,
+    few_threshold: int,
+) -> dict[str, Tensor]:
+    nan = torch.tensor(float("nan"), device=class_correct.device)
+    per_class_error = 1 - class_correct.float() / class_total.float()  # 0/0 → NaN
+    total = class_total.sum().float()
+    results = {
+        "error": 1 - class_correct.sum().float() / total,
+        "balanced_error": per_class_error.nanmean(),
+        "per_class_error": per_class_error,
+    }
+    if class_counts is None:
+        for name in SHOT_GROUPS:
+            results[f"{name}_shot_error"] = nan
+    else:
+        groups = shot_groups(class_counts.to(per_class_error.device), many_threshold, few_threshold)
+        for index, name in enumerate(SHOT_GROUPS):
+            # torch.where, not boolean indexing: no host sync for the group's size.
+            in_group = torch.where(groups == index, per_class_error, nan)
+            results[f"{name}_shot_error"] = in_group.nanmean()
+    results["ece"] = (bin_correct.float() - bin_confidence_sum).abs().sum() / total
+    count = _merge_last_two(bin_count)
+    results["bin_confidence"] = _merge_last_two(bin_confidence_sum) / count.float()
+    results["bin_accuracy"] = _merge_last_two(bin_correct).float() / count.float()
+    results["bin_count"] = count
+    return results
+
+
+def long_tail_metrics(
+    probs: Tensor,
+    target: Tensor,
+    num_classes: int,
+    class_counts: Sequence[int] | Tensor | None = None,
+    many_threshold: int = 100,
+    few_threshold: int = 20,
+    n_bins: int = 15,
+) -> dict[str, Tensor]:
+    """Functional form of :class:`LongTailMetrics`: the same dictionary from one set of predictions.
+
+    Args:
+        probs: ``(N, C)`` predicted probabilities (a softmax of the loss's predictive logits).
+        target: ``(N,)`` class indices.
+        num_classes: ``C``.
+        class_counts: training samples per class, for the shot groups; ``None`` gives NaN there.
+        many_threshold: a class with more training samples than this is many-shot.
+        few_threshold: a class with fewer training samples than this is few-shot.
+        n_bins: equal-width confidence bins for ECE and the reliability diagram.
+    """
+    _check_arguments(num_classes, n_bins)
+    check_thresholds(many_threshold, few_threshold)
+    counts = None if class_counts is None else _check_counts(class_counts, num_classes)
+    states = _long_tail_update(probs, target, num_classes, n_bins)
+    return _long_tail_compute(*states, counts, many_threshold, few_threshold)
+
+
+def _check_arguments(num_classes: int, n_bins: int) -> None:
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
+
+
+def _check_counts(class_counts: Sequence[int] | Tensor, num_classes: int) -> Tensor:
+    counts = check_class_counts(class_counts)
+    if counts.numel() != num_classes:
+        raise ValueError(
+            f"class_counts has {counts.numel()} entries but num_classes is {num_classes}"
+        )
+    return counts
+
+
+class LongTailMetrics(Metric):
+    """Overall, per-class, balanced and many/medium/few-shot error, ECE and reliability bins.
+
+    ``update(probs, target)`` takes probabilities ``(N, C)`` — the module computes
+    ``softmax(loss.predictive_logits(logits))``, so calibration is measured on the logits the loss
+    trains — and class indices ``(N,)``. It only accumulates sums on the probabilities' device
+    (no ``.item()``, no host sync); ``compute()`` returns the dictionary described in the module
+    docstring (keys ``error``, ``balanced_error``, ``per_class_error``, ``many_shot_error``,
+    ``medium_shot_error``, ``few_shot_error``, ``ece``, ``bin_confidence``, ``bin_accuracy``,
+    ``bin_count``; :data:`SCALAR_KEYS` lists the scalar ones).
+
+    Args:
+        num_classes: ``C``.
+        class_counts: training samples per class, for the shot groups; may come later through
+            :meth:`set_class_counts` (the module hands over the datamodule's). Without them the
+            shot-group errors are NaN.
+        many_threshold: a class with more training samples than this is many-shot (default 100).
+        few_threshold: a class with fewer training samples than this is few-shot (default 20).
+        n_bins: equal-width confidence bins for ECE and the reliability diagram (default 15).
+    """
+
+    is_differentiable = False
+    higher_is_better = False
+    full_state_update = False
+
+    class_correct: Tensor
+    class_total: Tensor
+    bin_count: Tensor
+    bin_correct: Tensor
+    bin_confidence_sum: Tensor
+
+    def __init__(
+        self,
+        num_classes: int,
+        class_counts: Sequence[int] | None = None,
+        many_threshold: int = 100,
+        few_threshold: int = 20,
+        n_bins: int = 15,
+    ) -> None:
+        super().__init__()
+        _check_arguments(num_classes, n_bins)
+        check_thresholds(many_threshold, few_threshold)
+        self.num_classes = num_classes
+        self.many_threshold = many_threshold
+        self.few_threshold = few_threshold
+        self.n_bins = n_bins
+        self.class_counts: Tensor | None = None
+        if class_counts is not None:
+            self.set_class_counts(class_counts)
+        for name, size, dtype in (
+            ("class_correct", num_classes, torch.int64),
+            ("class_total", num_classes, torch.int64),
+            ("bin_count", n_bins + 1, torch.int64),
+            ("bin_correct", n_bins + 1, torch.int64),
+            ("bin_confidence_sum", n_bins + 1, torch.float32),
+        ):
+            self.add_state(name, torch.zeros(size, dtype=dtype), dist_reduce_fx="sum")
+
+    def set_class_counts(self, class_counts: Sequence[int] | Tensor) -> None:
+        """Set the training class counts that define the many/medium/few-shot groups."""
+        self.class_counts = _check_counts(class_counts, self.num_classes)
+        self._computed = None  # torchmetrics' cached compute() result used the old counts
+
+    def update(self, probs: Tensor, target: Tensor) -> None:
+        """Accumulate a batch: ``probs`` ``(N, C)`` probabilities, ``target`` ``(N,)`` indices."""
+        class_correct, class_total, bin_count, bin_correct, bin_confidence_sum = _long_tail_update(
+            probs, target, self.num_classes, self.n_bins
+        )
+        self.class_correct += class_correct
+        self.class_total += class_total
+        self.bin_count += bin_count
+        self.bin_correct += bin_correct
+        self.bin_confidence_sum += bin_confidence_sum
+
+    def compute(self) -> dict[str, Tensor]:
+        """The metric dictionary from everything accumulated since the last ``reset()``."""
+        return _long_tail_compute(
+            self.class_correct,
+            self.class_total,
+            self.bin_count,
+            self.bin_correct,
+            self.bin_confidence_sum,
+            self.class_counts,
+            self.many_threshold,
+            self.few_threshold,
+        )

@@ -1,0 +1,25 @@
+"""Backbones: the CIFAR ResNets of He et al. (2016) with an optional cosine head, a digits net."""
+
+from ltlight.models.digits_net import DigitsNet
+from ltlight.models.normed_linear import NormedLinear
+from ltlight.models.resnet_cifar import (
+    BasicBlock,
+    CifarResNet,
+    OptionAShortcut,
+    resnet20,
+    resnet32,
+    resnet44,
+    resnet56,
+)
+
+__all__ = [
+    "BasicBlock",
+    "CifarResNet",
+    "DigitsNet",
+    "NormedLinear",
+    "OptionAShortcut",
+    "resnet20",
+    "resnet32",
+    "resnet44",
+    "resnet56",
+]

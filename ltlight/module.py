@@ -1,0 +1,256 @@
+"""LongTailModule: backbone → logits → a pluggable loss; long-tail metrics; optimiser and schedule.
+
+Data flows one way: the datamodule hands over tensors and ``class_counts``; this module passes
+the counts to its loss at setup; callbacks (DRW, DRS, γ schedules) reach the loss at
+``module.loss`` and change its weight or parameters between epochs.
+"""
+
+import random
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
+
+from ltlight.losses import CrossEntropyLoss
+from ltlight.losses.base import check_class_counts
+from ltlight.metrics import SCALAR_KEYS, LongTailMetrics
+from ltlight.optim import paper_sgd
+
+OptimizerFactory = Callable[[Iterable], Optimizer]
+SchedulerFactory = Callable[[Optimizer], LRScheduler]
+
+
+
+def _built_by_cli() -> bool:
+    """True while LightningCLI instantiates the module (it then supplies primitive hparams)."""
+    try:
+        from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
+    except ImportError:  # pragma: no cover - a future Lightning without it
+        return False
+    return _given_hyperparameters.get() is not None
+
+
+def _numpy_state_to_primitives(state: tuple) -> tuple:
+    """NumPy's RNG state without arrays, so checkpoints load with ``weights_only=True``."""
+    name, keys, pos, has_gauss, cached_gaussian = state
+    return (name, keys.tolist(), int(pos), int(has_gauss), float(cached_gaussian))
+
+
+class LongTailModule(L.LightningModule):
+    """A classifier trained with a long-tail loss, reporting per-class error and calibration.
+
+    Args:
+        backbone: the network mapping images to logits ``(N, C)``.
+        loss: any :class:`~ltlight.losses.LongTailLoss` (or ``nn.Module`` with
+            ``forward(logits, target)``); ``None`` means plain cross-entropy. Reached by callbacks
+            at ``module.loss``.
+        optimizer: ``params → Optimizer``; default: the paper's SGD (lr 0.1, momentum 0.9,
+            weight decay 2e-4).
+        lr_scheduler: ``optimizer → LRScheduler`` stepped once per epoch, or ``None``.
+        num_classes: number of classes; only needed when the datamodule has no ``class_counts``
+            or ``num_classes``.
+        many_shot_threshold: classes with more training samples are "many-shot".
+        few_shot_threshold: classes with fewer training samples are "few-shot".
+        ece_bins: equal-width confidence bins of the expected calibration error.
+        channels_last: run the backbone in the ``channels_last`` memory format (faster convolutions
+            on GPUs with tensor cores).
+        callbacks: the method's schedule (DRW, DRS, a γ schedule): callbacks that belong to the
+            method rather than to the run, merged into the trainer's by ``configure_callbacks``.
+            A config then says a method in one place.
+
+    Subclasses change one step by overriding :meth:`forward` (images → logits),
+    :meth:`compute_loss` (logits, target → scalar) or :meth:`predict_proba` (logits →
+    probabilities used by the metrics).
+
+    Checkpoints made through ``ltlight fit`` re-create the whole module with
+    ``LongTailModule.load_from_checkpoint(path)``; for a module built in Python, pass the same
+    ``backbone`` (and ``loss``) again: they are not pickled into the checkpoint, so it loads with
+    torch's safe ``weights_only=True``.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        loss: nn.Module | None = None,
+        optimizer: OptimizerFactory = paper_sgd,
+        lr_scheduler: SchedulerFactory | None = None,
+        num_classes: int | None = None,
+        many_shot_threshold: int = 100,
+        few_shot_threshold: int = 20,
+        ece_bins: int = 15,
+        channels_last: bool = False,
+        callbacks: list[L.Callback] | None = None,
+    ) -> None:
+        super().__init__()
+        if num_classes is not None and num_classes < 2:
+            raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+        if few_shot_threshold > many_shot_threshold:
+            raise ValueError(
+                f"few_shot_threshold ({few_shot_threshold}) must be <= many_shot_threshold "
+                f"({many_shot_threshold})"
+            )
+        if ece_bins < 1:
+            raise ValueError(f"ece_bins must be >= 1, got {ece_bins}")
+        objects = ["backbone", "loss", "optimizer", "lr_scheduler", "callbacks"]
+        self.save_hyperparameters(ignore=None if _built_by_cli() else objects)
+        self.backbone = backbone
+        self.loss = loss if loss is not None else CrossEntropyLoss()
+        self.optimizer_factory = optimizer
+        self.lr_scheduler_factory = lr_scheduler
+        self.num_classes = num_classes
+        self.many_shot_threshold = many_shot_threshold
+        self.few_shot_threshold = few_shot_threshold
+        self.ece_bins = ece_bins
+        self.channels_last = channels_last
+        self.method_callbacks = list(callbacks or [])
+        self.class_counts: list[int] | None = None
+        self.val_metrics: LongTailMetrics | None = None
+        self.test_metrics: LongTailMetrics | None = None
+        if channels_last:
+            self.backbone.to(memory_format=torch.channels_last)
+
+    # -- set-up: class counts reach the loss and the metrics --------------------------------
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
+        counts = getattr(datamodule, "class_counts", None)
+        loss_counts = getattr(self.loss, "class_counts", None)
+        if counts is not None:
+            counts = check_class_counts(counts).tolist()
+            if loss_counts is not None and len(loss_counts) != len(counts):
+                raise ValueError(
+                    f"the loss has class_counts for {len(loss_counts)} classes but the datamodule "
+                    f"has {len(counts)} classes"
+                )
+            if hasattr(self.loss, "set_class_counts"):
+                self.loss.set_class_counts(counts)
+        elif loss_counts is not None:
+            counts = [int(c) for c in loss_counts]
+        elif getattr(self.loss, "requires_class_counts", False):
+            raise ValueError(
+                f"{type(self.loss).__name__} needs the training class counts, but the datamodule "
+                f"{type(datamodule).__name__ if datamodule else '(none)'} has no `class_counts`: "
+                f"give the datamodule a `class_counts` attribute or pass `class_counts` to the loss"
+            )
+        self.class_counts = counts
+
+        num_classes = self._resolve_num_classes(datamodule, counts)
+        if self.val_metrics is None:
+            self.val_metrics = self._make_metrics(num_classes, counts)
+            self.test_metrics = self._make_metrics(num_classes, counts)
+
+    def _resolve_num_classes(self, datamodule: Any, counts: Sequence[int] | None) -> int:
+        candidates = {
+            "num_classes (module argument)": self.num_classes,
+            "datamodule.num_classes": getattr(datamodule, "num_classes", None),
+            "len(class_counts)": len(counts) if counts is not None else None,
+            "backbone.num_classes": getattr(self.backbone, "num_classes", None),
+        }
+        known = {name: int(n) for name, n in candidates.items() if n is not None}
+        if not known:
+            raise ValueError(
+                "cannot tell the number of classes: pass num_classes to LongTailModule or use a "
+                "datamodule with `num_classes` or `class_counts`"
+            )
+        if len(set(known.values())) > 1:
+            described = ", ".join(f"{name}={n}" for name, n in known.items())
+            raise ValueError(f"the number of classes disagrees: {described}")
+        return next(iter(known.values()))
+
+    def _make_metrics(self, num_classes: int, counts: Sequence[int] | None) -> LongTailMetrics:
+        return LongTailMetrics(
+            num_classes,
+            class_counts=counts,
+            many_threshold=self.many_shot_threshold,
+            few_threshold=self.few_shot_threshold,
+            n_bins=self.ece_bins,
+        )
+
+    # -- the steps and the small methods they call ------------------------------------------
+    def forward(self, images: Tensor) -> Tensor:
+        """Images → logits ``(N, C)``."""
+        if self.channels_last and images.dim() == 4:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return self.backbone(images)
+
+    def compute_loss(self, logits: Tensor, target: Tensor) -> Tensor:
+        """Logits and class indices → the scalar loss that is minimised."""
+        return self.loss(logits, target)
+
+    def predict_proba(self, logits: Tensor) -> Tensor:
+        """The predictive distribution: softmax of the loss's predictive logits (LDAM: ``s·z``)."""
+        predictive = getattr(self.loss, "predictive_logits", None)
+        if predictive is not None:
+            logits = predictive(logits)
+        return torch.softmax(logits.float(), dim=-1)
+
+    def training_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
+        images, target = batch
+        loss = self.compute_loss(self(images), target)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: Sequence[Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, self.val_metrics, "val")
+
+    def test_step(self, batch: Sequence[Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, self.test_metrics, "test")
+
+    def predict_step(self, batch: Any, batch_idx: int) -> Tensor:
+        images = batch[0] if isinstance(batch, (list, tuple)) else batch
+        return self.predict_proba(self(images))
+
+    def _evaluate(self, batch: Sequence[Tensor], metrics: LongTailMetrics, prefix: str) -> None:
+        images, target = batch
+        logits = self(images)
+        self.log(f"{prefix}/loss", self.compute_loss(logits, target), sync_dist=True)
+        metrics.update(self.predict_proba(logits), target)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metrics(self.val_metrics, "val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_metrics(self.test_metrics, "test")
+
+    def _log_metrics(self, metrics: LongTailMetrics, prefix: str) -> None:
+        results = metrics.compute()
+        for name in SCALAR_KEYS:
+            if name.endswith("shot_error") and self.class_counts is None:
+                continue  # shot groups need training counts
+            self.log(f"{prefix}/{name}", results[name], prog_bar=name == "balanced_error")
+        metrics.reset()
+
+    def configure_callbacks(self) -> list[L.Callback]:
+        return self.method_callbacks
+
+    # -- optimisation ------------------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.lr_scheduler_factory is None:
+            return optimizer
+        scheduler = self.lr_scheduler_factory(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+    # -- exact resume: Lightning does not checkpoint the global RNG states ------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["ltlight_rng_states"] = {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
+            "numpy": _numpy_state_to_primitives(np.random.get_state()),
+            "python": random.getstate(),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        states = checkpoint.get("ltlight_rng_states")
+        if states is None:
+            return
+        torch.set_rng_state(states["torch"])
+        if states["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(states["cuda"])
+        name, keys, pos, has_gauss, cached_gaussian = states["numpy"]
+        np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached_gaussian))
+        random.setstate(states["python"])

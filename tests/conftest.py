@@ -1,0 +1,55 @@
+"""Shared fixtures: fake datasets in the real on-disk formats (see ``tests/fake_datasets.py``).
+
+The files are written once per test session into temporary folders. ``cifar10_dir`` and
+``cifar100_dir`` also patch torchvision's checksum check for the test that uses them, so
+``CIFAR10LTDataModule(data_dir=cifar10_dir, download=False)`` works as on the real files.
+``fashion_mnist_dir`` holds ``FashionMNIST/raw/`` as torchvision lays it out;
+``fashion_mnist_system_dir`` the gzipped files as ``apt-get install dataset-fashion-mnist`` does.
+(``tests/`` is not a package: pytest puts it on ``sys.path``, so tests import ``fake_datasets``.)
+"""
+
+import pytest
+from fake_datasets import (
+    patch_cifar_integrity_check,
+    write_cifar10,
+    write_cifar100,
+    write_fashion_mnist,
+)
+
+
+@pytest.fixture(scope="session")
+def _cifar10_root(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return write_cifar10(str(tmp_path_factory.mktemp("cifar10")))
+
+
+@pytest.fixture(scope="session")
+def _cifar100_root(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return write_cifar100(str(tmp_path_factory.mktemp("cifar100")))
+
+
+@pytest.fixture
+def cifar10_dir(_cifar10_root: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``data_dir`` with a full-size fake CIFAR-10 (5000 / 1000 images per class)."""
+    patch_cifar_integrity_check(monkeypatch)
+    return _cifar10_root
+
+
+@pytest.fixture
+def cifar100_dir(_cifar100_root: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``data_dir`` with a full-size fake CIFAR-100 (500 / 100 images per class)."""
+    patch_cifar_integrity_check(monkeypatch)
+    return _cifar100_root
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """``data_dir`` with a full-size fake Fashion-MNIST in ``FashionMNIST/raw/``."""
+    root = tmp_path_factory.mktemp("fashion_mnist")
+    write_fashion_mnist(str(root / "FashionMNIST" / "raw"))
+    return str(root)
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist_system_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A folder with the four gzipped IDX files, laid out like the Debian package's."""
+    return write_fashion_mnist(str(tmp_path_factory.mktemp("fashion_mnist_deb")), gzipped=True)
