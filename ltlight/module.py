@@ -25,7 +25,6 @@ OptimizerFactory = Callable[[Iterable], Optimizer]
 SchedulerFactory = Callable[[Optimizer], LRScheduler]
 
 
-
 def _built_by_cli() -> bool:
     """True while LightningCLI instantiates the module (it then supplies primitive hparams)."""
     try:
@@ -233,7 +232,10 @@ class LongTailModule(L.LightningModule):
         if self.lr_scheduler_factory is None:
             return optimizer
         scheduler = self.lr_scheduler_factory(optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
+        }
 
     # -- exact resume: Lightning does not checkpoint the global RNG states ------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -252,5 +254,7 @@ class LongTailModule(L.LightningModule):
         if states["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(states["cuda"])
         name, keys, pos, has_gauss, cached_gaussian = states["numpy"]
-        np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached_gaussian))
+        np.random.set_state(
+            (name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached_gaussian)
+        )
         random.setstate(states["python"])

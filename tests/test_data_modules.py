@@ -83,7 +83,7 @@ def test_constructor_arguments_are_typed_for_jsonargparse():
     parser = ArgumentParser()
     parser.add_class_arguments(CIFAR100LTDataModule, "data")
     config = parser.parse_args(["--data.imbalance_ratio=50", "--data.profile=step"])
-    datamodule = parser.instantiate_classes(config).data
+    datamodule = parser.instantiate(config).data
     assert datamodule.class_counts == [500] * 50 + [10] * 50
     assert datamodule.download is True and datamodule.data_dir == "data"
 
@@ -300,7 +300,7 @@ def test_digits_lt_trains_end_to_end_with_lightning(tmp_path):
         enable_model_summary=False,
         default_root_dir=tmp_path,
     )
-    trainer.fit(model, DigitsLTDataModule(augment=True))
+    trainer.fit(model, DigitsLTDataModule())
     assert model.total.tolist() == [50.0] * 10  # validation: the whole balanced test set
     balanced_accuracy = float((model.correct / model.total).mean())
     assert balanced_accuracy > 0.85

@@ -258,7 +258,9 @@ def test_gamma_schedule_cosine_shape():
     schedule = TaiLrGammaSchedule(0.2, 1.0, start_epoch=10, end_epoch=20, mode="cosine")
     for epoch in range(0, 25):
         p = min(max((epoch - 10) / 10, 0.0), 1.0)
-        assert schedule.gamma_at(epoch) == pytest.approx(0.2 + 0.8 * (1 - math.cos(math.pi * p)) / 2)
+        assert schedule.gamma_at(epoch) == pytest.approx(
+            0.2 + 0.8 * (1 - math.cos(math.pi * p)) / 2
+        )
 
 
 def test_paper_lr_schedule_matches_the_official_adjust_learning_rate():
@@ -291,8 +293,12 @@ def test_paper_lr_schedule_matches_the_official_adjust_learning_rate():
         (lambda: TaiLrGammaSchedule(start_gamma=-0.1), "start_gamma must be in"),
         (lambda: TaiLrGammaSchedule(start_epoch=5, end_epoch=2), "end_epoch must be >= start"),
         (lambda: TaiLrGammaSchedule(mode="step"), "mode must be one of"),
-        (lambda: WarmupMultiStepLR(torch.optim.SGD([nn.Parameter(torch.zeros(1))], 0.1),
-                                   milestones=[180, 160]), "milestones must be strictly"),
+        (
+            lambda: WarmupMultiStepLR(
+                torch.optim.SGD([nn.Parameter(torch.zeros(1))], 0.1), milestones=[180, 160]
+            ),
+            "milestones must be strictly",
+        ),
         (lambda: LongTailModule(nn.Linear(2, 2), num_classes=1), "num_classes must be >= 2"),
     ],
 )

@@ -82,4 +82,4 @@ class Normalize:
         self.shift = (-mean64 / std64).float().view(1, -1, 1, 1).to(device)
 
     def __call__(self, images: Tensor) -> Tensor:
-        return torch.addcmul(self.shift, images.float(), self.scale)
+        return torch.addcmul(self.shift, images, self.scale)  # uint8 promotes to float32

@@ -9,6 +9,24 @@ from torch import Tensor
 from ltlight.losses.base import LongTailLoss, check_range, dense_target, float_logits
 
 
+def _float32_floor_is_exact(bins: int) -> bool:
+    """Whether ``floor(g·bins)`` in float32 puts every ``g`` in [0, 1] in mmdetection's bin.
+
+    mmdetection's bin ``i`` is ``edges[i] <= g < edges[i+1]`` with float32 edges ``i / bins``
+    (the last raised by 1e-6). The rounded product ``g·bins`` can only cross an integer when
+    ``g`` is within an ulp or two of an edge, so checking every float32 within 8 ulps of every
+    edge decides it (it holds for 1–10 bins, not for 11 or 22).
+    """
+    edges = torch.arange(bins + 1, dtype=torch.float32) / bins
+    steps = torch.arange(-8, 9, dtype=torch.int32)
+    near = (edges.view(torch.int32)[:, None] + steps).flatten().view(torch.float32)
+    near = near[(near >= 0) & (near <= 1)]
+    mmdetection_edges = edges.clone()
+    mmdetection_edges[-1] += 1e-6
+    expected = torch.bucketize(near, mmdetection_edges, right=True) - 1
+    return torch.equal((near * bins).floor().clamp_max(bins - 1).long(), expected)
+
+
 class GHMCLoss(LongTailLoss):
     """Gradient-harmonized classification loss on sigmoid outputs (mmdetection's ``GHMC``).
 
@@ -32,9 +50,11 @@ class GHMCLoss(LongTailLoss):
 
     Paper: Li, Liu, Wang, "Gradient Harmonized Single-stage Detector", AAAI 2019. Where the
     official code (mmdetection ``GHMC``) differs: it loops over the bins in Python with an
-    ``.item()`` host sync per bin; here every element's bin comes from one arithmetic pass
-    (``floor(g·bins)``, corrected against the two neighbouring edges so that it agrees exactly
-    with mmdetection's float32 tests ``edges[i] <= g < edges[i+1]``), and all counts from one
+    ``.item()`` host sync per bin; here every element's bin comes from one arithmetic pass,
+    ``floor(g·bins)`` — for bin counts where float32 rounding can put a ``g`` next to an edge
+    in the neighbouring bin (11, 22, 100, ...; decided once at construction) corrected against
+    the two neighbouring edges, so it agrees exactly with mmdetection's float32 tests
+    ``edges[i] <= g < edges[i+1]`` — and all counts from one
     ``scatter_add_`` — ``torch.bincount`` would do on the CPU, but on CUDA it reads the input's
     min and max back to the host, a sync every step. ``β`` enters as BCE's ``weight``. Float
     targets outside [0, 1] (``g > 1``, invalid for BCE) are counted in the last bin, where
@@ -63,6 +83,7 @@ class GHMCLoss(LongTailLoss):
         self.bins = bins
         self.momentum = check_range("momentum", momentum, 0.0, 1.0, high_open=True)
         self.register_buffer("ema_counts", torch.zeros(bins))
+        self._floor_is_exact = _float32_floor_is_exact(bins)
 
     def per_sample(self, logits: Tensor, target: Tensor) -> Tensor:
         x = float_logits(logits)
@@ -73,21 +94,24 @@ class GHMCLoss(LongTailLoss):
 
     def _harmonizing_weights(self, x: Tensor, y: Tensor) -> Tensor:
         bins = self.bins
-        g = (torch.sigmoid(x) - y).abs_()
-        # mmdetection's bin i is edges[i] <= g < edges[i+1] with float32 edges i / bins. The
-        # rounded product g·bins can be one bin off within an ulp of an edge; comparing with
-        # the two neighbouring edges, computed exactly as mmdetection computes them, fixes it
-        # (checked against every float32 near every edge for bins <= 200).
-        guess = (g * bins).floor_()
-        below = g < guess / bins
-        above = g >= (guess + 1) / bins
-        index = guess.add_(above).add_(below, alpha=-1)
-        index = index.long().clamp_(0, bins - 1).flatten()  # g = 1 is in the last bin
+        g = torch.nan_to_num_((torch.sigmoid(x) - y).abs_())  # NaN logits: bin 0, loss NaN
+        if self._floor_is_exact and g.dtype == torch.float32:
+            index = (g * bins).clamp_max_(bins - 1).long()  # truncation is floor: g >= 0
+        else:
+            # floor(g·bins) can be one bin off within an ulp of an edge; the neighbouring edges,
+            # computed exactly as mmdetection computes them, fix it: floor(g − edge) is 0 at or
+            # above the edge and −1 below it (|g − edge| < 1). Adding floats is faster than
+            # adding up comparison results.
+            guess = (g * bins).floor_()
+            lower, upper = guess / bins, (guess + 1) / bins
+            index = guess.add_((g - lower).floor_()).add_((g - upper).floor_()).add_(1)
+            index = index.clamp_max_(bins - 1).long()  # g = 1 is in the last bin
+        index = index.flatten()
         counts = torch.zeros(bins, dtype=torch.int64, device=g.device)
         counts = counts.scatter_add_(0, index, torch.ones_like(index)).to(g.dtype)
 
         nonempty = counts > 0
-        num_nonempty = nonempty.sum().clamp_min(1).to(g.dtype)
+        num_nonempty = nonempty.sum().clamp_min_(1).to(g.dtype)
         if self.momentum > 0:
             ema = self.ema_counts.to(g.dtype)
             density = torch.where(nonempty, self.momentum * ema + (1 - self.momentum) * counts, ema)
@@ -95,9 +119,8 @@ class GHMCLoss(LongTailLoss):
                 self.ema_counts.copy_(density)
         else:
             density = counts
-        # Empty bins may have zero density: divide by 1 there, then zero them out.
-        safe_density = torch.where(nonempty, density, torch.ones_like(density))
-        per_bin = torch.where(nonempty, x.numel() / safe_density / num_nonempty, 0.0)
+        # A bin empty in this batch is never looked up; clamping keeps its entry finite.
+        per_bin = x.numel() / (density.clamp_min(torch.finfo(g.dtype).tiny) * num_nonempty)
         return per_bin.index_select(0, index).view_as(x)
 
     def extra_repr(self) -> str:

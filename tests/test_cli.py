@@ -1,0 +1,179 @@
+"""The `ltlight` command: configs, the quick start as a user runs it, and bad command lines."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ltlight import LongTailModule
+from ltlight.cli import LongTailCLI, condense_error, main
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_PARTS = {"trainer", "data", "backbone", "backbone_normed", "lr_scheduler"}
+METHOD_CONFIGS = sorted(
+    p for p in (ROOT / "configs").glob("*/*.yaml") if p.stem not in SHARED_PARTS
+)
+METHODS = sorted({p.stem for p in METHOD_CONFIGS})
+DATASETS = sorted({p.parent.name for p in METHOD_CONFIGS})
+QUICK_START = ROOT / "configs" / "digits_lt" / "ldam_drw.yaml"
+FIXTURE = {"cifar10_lt": "cifar10_dir", "cifar100_lt": "cifar100_dir"}
+FIXTURE["fashion_mnist_lt"] = "fashion_mnist_dir"
+
+
+def test_every_dataset_has_every_method():
+    assert DATASETS == ["cifar100_lt", "cifar10_lt", "digits_lt", "fashion_mnist_lt"]
+    expected = {"ce", "ce_drw", "focal", "cb_focal", "ldam", "ldam_drw", "ldam_drs"}
+    expected |= {"logit_adjusted", "balanced_softmax", "tailr", "tailr_schedule", "ghm"}
+    assert set(METHODS) == expected
+    for dataset in DATASETS:
+        assert {p.stem for p in METHOD_CONFIGS if p.parent.name == dataset} == expected
+
+
+def cli_args(config, request, *extra):
+    args = ["--config", str(config), "--trainer.logger=false", *extra]
+    if config.parent.name in FIXTURE:
+        data_dir = request.getfixturevalue(FIXTURE[config.parent.name])
+        args += [f"--data.init_args.data_dir={data_dir}", "--data.init_args.download=false"]
+    return args
+
+
+@pytest.mark.parametrize("config", METHOD_CONFIGS, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_every_config_parses_and_instantiates(config, request, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cli = LongTailCLI(args=cli_args(config, request), run=False)
+    assert isinstance(cli.model, LongTailModule)
+    assert len(cli.datamodule.class_counts) == cli.datamodule.num_classes
+    if config.parent.name.startswith("cifar"):  # the paper's recipe
+        assert cli.trainer.max_epochs == 200
+        assert cli.datamodule.batch_size == 128
+
+
+def fit_one_batch(config, request):
+    small = ["--data.init_args.batch_size=8", "--data.init_args.eval_batch_size=16"]
+    cli = LongTailCLI(args=cli_args(config, request, "--trainer.fast_dev_run=1", *small), run=False)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    assert cli.trainer.state.finished
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_digits_method_trains_a_batch(method, request, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    fit_one_batch(ROOT / "configs" / "digits_lt" / f"{method}.yaml", request)
+
+
+@pytest.mark.parametrize("dataset", ["cifar10_lt", "cifar100_lt", "fashion_mnist_lt"])
+def test_ldam_drw_trains_a_batch_on_each_dataset_fixture(dataset, request, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    fit_one_batch(ROOT / "configs" / dataset / "ldam_drw.yaml", request)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "config",
+    [p for p in METHOD_CONFIGS if p.parent.name != "digits_lt"],
+    ids=lambda p: f"{p.parent.name}/{p.stem}",
+)
+def test_every_config_trains_a_batch(config, request, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    fit_one_batch(config, request)
+
+
+def test_print_config_round_trips(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(QUICK_START), "--print_config"])
+    assert exit_info.value.code in (0, None)
+    printed = capsys.readouterr().out
+    (tmp_path / "printed.yaml").write_text(printed)
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", str(tmp_path / "printed.yaml"), "--print_config"])
+    assert capsys.readouterr().out == printed
+    assert "ltlight.losses.LDAMLoss" in printed and "DeferredReweighting" in printed
+
+
+def run_ltlight(*args, cwd, timeout=600):
+    env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true", PYTHONUNBUFFERED="1")
+    command = [sys.executable, "-m", "ltlight.cli", *args]
+    return subprocess.run(
+        command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def check_quick_start(tmp_path, *overrides):
+    """The README's quick start writes a checkpoint; `validate` on it prints the metrics."""
+    fit = run_ltlight("fit", "--config", str(QUICK_START), *overrides, cwd=tmp_path)
+    assert fit.returncode == 0, fit.stderr[-3000:]
+    checkpoints = sorted(tmp_path.glob("runs/digits_lt/**/checkpoints/last.ckpt"))
+    assert len(checkpoints) == 1, list(tmp_path.rglob("*"))
+    images = list(tmp_path.glob("runs/digits_lt/wandb/offline-run-*/files/media/images/**/*.png"))
+    names = {p.name.split("_")[0] for p in images}
+    assert any("per" in p.name for p in images) and any("reliability" in p.name for p in images), (
+        names
+    )
+
+    validate = run_ltlight(
+        "validate",
+        "--config",
+        str(QUICK_START),
+        "--trainer.logger=false",
+        f"--ckpt_path={checkpoints[0]}",
+        cwd=tmp_path,
+    )
+    assert validate.returncode == 0, validate.stderr[-3000:]
+    out = validate.stdout
+    assert "val/balanced_error" in out and "val/ece" in out
+    assert "balanced error" in out and "ECE" in out  # the per-class summary table
+
+
+def test_quick_start_writes_a_checkpoint_that_validates(tmp_path):
+    check_quick_start(tmp_path, "--trainer.max_epochs=2")
+
+
+@pytest.mark.slow
+def test_quick_start_exactly_as_in_the_readme(tmp_path):
+    check_quick_start(tmp_path)
+
+
+BAD_COMMAND_LINES = [
+    (["--data.init_args.imbalance_ratio=0.5"], "imbalance_ratio must be >= 1"),
+    (["--trainer.max_epochs=foo"], "trainer.max_epochs"),
+    (["--model.init_args.loss.class_path=ltlight.losses.Nope"], "ltlight.losses.Nope"),
+    (["--model.init_args.loss.init_args.max_m=-1"], "max_m must be > 0"),
+    (["--data.init_args.profile=cubic"], "profile must be one of"),
+]
+
+
+@pytest.mark.parametrize(("extra", "named"), BAD_COMMAND_LINES, ids=lambda v: str(v)[:40])
+def test_bad_command_line_ends_with_a_line_naming_the_argument(extra, named, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(QUICK_START), "--trainer.logger=false", *extra])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert any(named in line for line in err[-2:]), err[-5:]
+    assert "Traceback" not in "\n".join(err)
+
+
+def test_missing_config_file_is_named(tmp_path):
+    result = run_ltlight("fit", "--config", "no/such/config.yaml", cwd=tmp_path, timeout=120)
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert "config" in last and "no/such/config.yaml" in last and "does not exist" in last
+
+
+def test_condense_error_keeps_the_argument_and_the_reason():
+    message = """Parser key "model":
+  Does not validate against any of the Union subtypes
+  Subtypes: [<class 'ltlight.module.LongTailModule'>, <class 'NoneType'>]
+  Errors:
+    - Problem with given class_path 'ltlight.LongTailModule':
+        Parser key "loss":
+          Errors:
+            - module 'ltlight.losses' has no attribute 'Nope'
+            - Expected a <class 'NoneType'>
+  Given value type: <class 'str'>"""
+    assert condense_error(message) == (
+        "model.loss: Problem with given class_path 'ltlight.LongTailModule': "
+        "module 'ltlight.losses' has no attribute 'Nope'"
+    )
+    assert condense_error("plain message") == "plain message"
