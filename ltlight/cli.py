@@ -1,4 +1,4 @@
-"""The ``ltlight`` command: Lightning's CLI over :class:`~ltlight.LongTailModule` and any datamodule.
+"""The ``ltlight`` command: LightningCLI over :class:`~ltlight.LongTailModule` and any datamodule.
 
 ``ltlight fit --config configs/digits_lt/ldam_drw.yaml`` — every part (backbone, loss, callbacks,
 datamodule, logger) is named by ``class_path``, so a user's own classes work from YAML too.
@@ -59,7 +59,7 @@ class _ArgumentParser(LightningArgumentParser):
 
 
 class LongTailCLI(LightningCLI):
-    """LightningCLI with ltlight's defaults: the model and the data in subclass mode, seeded runs."""
+    """LightningCLI with ltlight's defaults: model and data in subclass mode, seeded runs."""
 
     def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
         super().__init__(

@@ -242,7 +242,7 @@ class LongTailModule(L.LightningModule):
         checkpoint["ltlight_rng_states"] = {
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
-            "numpy": _numpy_state_to_primitives(np.random.get_state()),
+            "numpy": _numpy_state_to_primitives(np.random.get_state()),  # noqa: NPY002
             "python": random.getstate(),
         }
 
@@ -254,7 +254,7 @@ class LongTailModule(L.LightningModule):
         if states["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(states["cuda"])
         name, keys, pos, has_gauss, cached_gaussian = states["numpy"]
-        np.random.set_state(
+        np.random.set_state(  # noqa: NPY002
             (name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached_gaussian)
         )
         random.setstate(states["python"])

@@ -10,7 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from ltlight import LongTailModule
-from ltlight.callbacks import DeferredReweighting, DeferredResampling, TaiLrGammaSchedule
+from ltlight.callbacks import DeferredResampling, DeferredReweighting, TaiLrGammaSchedule
 from ltlight.losses import (
     BalancedSoftmaxLoss,
     CrossEntropyLoss,

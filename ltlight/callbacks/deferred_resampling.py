@@ -28,7 +28,8 @@ class DeferredResampling(EpochScheduleCallback):
         if not hasattr(sampler, "class_balanced"):
             raise TypeError(
                 "DeferredResampling needs a training loader whose `sampler` has a "
-                f"`class_balanced` flag (ltlight's datamodules have one); got {type(loader).__name__}"
+                "`class_balanced` flag (ltlight's datamodules have one); "
+                f"got {type(loader).__name__}"
             )
         sampler.class_balanced = epoch >= self.start_epoch
         pl_module.log("train/class_balanced", float(sampler.class_balanced), on_epoch=True)
