@@ -97,8 +97,10 @@ def test_elements_exactly_on_and_next_to_bin_edges_fall_in_mmdetections_bins(bin
     y[:, 1] = 1.0  # second column: g = 1, the top of the last bin
     logits = torch.full_like(y, -200.0)
     assert torch.all(torch.sigmoid(logits) == 0)
-    ours = GHMCLoss(bins=bins)._harmonizing_weights(logits, y)
-    torch.testing.assert_close(ours, MMDetGHMC(bins, 0.0).weights(logits, y), rtol=1e-6, atol=0)
+    ours = GHMCLoss(bins=bins, reduction="none")(logits, y)
+    weights = MMDetGHMC(bins, 0.0).weights(logits, y)
+    expected = weights * F.binary_cross_entropy_with_logits(logits, y, reduction="none")
+    torch.testing.assert_close(ours, expected, rtol=1e-6, atol=0)
 
 
 def test_class_indices_are_one_hot_encoded():

@@ -70,17 +70,16 @@ class FocalLoss(LongTailLoss):
 
     def per_sample(self, logits: Tensor, target: Tensor) -> Tensor:
         z = float_logits(logits)
-        log_p = -F.cross_entropy(z, target, reduction="none")
-        loss = -log_p
+        loss = F.cross_entropy(z, target, reduction="none")  # −log p_t
         if self.gamma != 0.0:
-            loss = _modulating_factor(-torch.expm1(log_p), self.gamma) * loss
+            loss = _modulating_factor(-torch.expm1(-loss), self.gamma) * loss
         if self.alpha is not None:
             if self.alpha.numel() != z.shape[-1]:
                 raise ValueError(
                     f"FocalLoss has alpha for {self.alpha.numel()} classes but the logits have "
                     f"{z.shape[-1]} classes"
                 )
-            loss = self.alpha.to(device=z.device, dtype=z.dtype)[target] * loss
+            loss = self.alpha.to(device=z.device, dtype=z.dtype).index_select(0, target) * loss
         return loss
 
     def extra_repr(self) -> str:

@@ -5,8 +5,31 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from ltlight.losses.base import LongTailLoss, check_range, dense_target, float_logits
+
+
+class _WeightedBCEWithLogits(torch.autograd.Function):
+    """``β ⊙ BCEwithlogits(x, y)`` with ``β`` held constant, per element.
+
+    The value is ``F.binary_cross_entropy_with_logits``'s; the backward reuses the residual
+    ``σ(x) − y`` that the binning already computed, ``∂/∂x = β·(σ(x) − y)``, instead of
+    autograd's recomputation through BCE (a quarter of GHM-C's time on the CPU).
+    """
+
+    @staticmethod
+    def forward(ctx, logits: Tensor, target: Tensor, beta: Tensor, residual: Tensor) -> Tensor:
+        ctx.save_for_backward(residual * beta, beta, logits if ctx.needs_input_grad[1] else None)
+        return F.binary_cross_entropy_with_logits(logits, target, weight=beta, reduction="none")
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
+        slope, beta, logits = ctx.saved_tensors
+        grad_logits = grad * slope if ctx.needs_input_grad[0] else None
+        grad_target = -grad * beta * logits if ctx.needs_input_grad[1] else None  # ∂/∂y = −β·x
+        return grad_logits, grad_target, None, None
 
 
 def _float32_floor_is_exact(bins: int) -> bool:
@@ -56,7 +79,8 @@ class GHMCLoss(LongTailLoss):
     the two neighbouring edges, so it agrees exactly with mmdetection's float32 tests
     ``edges[i] <= g < edges[i+1]`` — and all counts from one
     ``scatter_add_`` — ``torch.bincount`` would do on the CPU, but on CUDA it reads the input's
-    min and max back to the host, a sync every step. ``β`` enters as BCE's ``weight``. Float
+    min and max back to the host, a sync every step. The backward reuses ``σ(x) − y`` from the
+    binning (first-order gradients only, like mmdetection's use; no double backward). Float
     targets outside [0, 1] (``g > 1``, invalid for BCE) are counted in the last bin, where
     mmdetection leaves them out; mmdetection's ``label_weight`` (ignored elements) has no
     counterpart (use the per-class ``weight``).
@@ -89,12 +113,14 @@ class GHMCLoss(LongTailLoss):
         x = float_logits(logits)
         y = dense_target(x, target)
         with torch.no_grad():
-            beta = self._harmonizing_weights(x, y)
-        return F.binary_cross_entropy_with_logits(x, y, weight=beta, reduction="none")
+            residual = torch.sigmoid(x) - y  # BCE's gradient, before the weight
+            beta = self._harmonizing_weights(residual.abs(), x.numel())
+        return _WeightedBCEWithLogits.apply(x, y, beta, residual)
 
-    def _harmonizing_weights(self, x: Tensor, y: Tensor) -> Tensor:
+    def _harmonizing_weights(self, g: Tensor, tot: int) -> Tensor:
+        """``β = tot / density(bin) / n`` for every element of ``g = |σ(x) − y|``."""
         bins = self.bins
-        g = torch.nan_to_num_((torch.sigmoid(x) - y).abs_())  # NaN logits: bin 0, loss NaN
+        g = torch.nan_to_num_(g)  # NaN logits: bin 0 (their loss is NaN anyway)
         if self._floor_is_exact and g.dtype == torch.float32:
             index = (g * bins).clamp_max_(bins - 1).long()  # truncation is floor: g >= 0
         else:
@@ -120,8 +146,8 @@ class GHMCLoss(LongTailLoss):
         else:
             density = counts
         # A bin empty in this batch is never looked up; clamping keeps its entry finite.
-        per_bin = x.numel() / (density.clamp_min(torch.finfo(g.dtype).tiny) * num_nonempty)
-        return per_bin.index_select(0, index).view_as(x)
+        per_bin = tot / (density.clamp_min(torch.finfo(g.dtype).tiny) * num_nonempty)
+        return per_bin.index_select(0, index).view_as(g)
 
     def extra_repr(self) -> str:
         return f"bins={self.bins}, momentum={self.momentum}, {super().extra_repr()}"

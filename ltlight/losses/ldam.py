@@ -36,7 +36,7 @@ class _Margins(LongTailLoss):
     def _target_margins(self, logits: Tensor, target: Tensor) -> Tensor:
         """``Δ_{y_i}`` for each sample, in the logits' device and dtype."""
         self._counts_for(logits)
-        return self.margins.to(device=logits.device, dtype=logits.dtype)[target]
+        return self.margins.to(device=logits.device, dtype=logits.dtype).index_select(0, target)
 
     def extra_repr(self) -> str:
         return f"max_m={self.max_m}, {super().extra_repr()}"

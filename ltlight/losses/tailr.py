@@ -60,28 +60,28 @@ class TaiLrLoss(LongTailLoss):
         self._gamma = check_range("gamma", value, 0.0, 1.0)
 
     def per_sample(self, logits: Tensor, target: Tensor) -> Tensor:
-        log_p = -F.cross_entropy(float_logits(logits), target, reduction="none")
+        nll = F.cross_entropy(float_logits(logits), target, reduction="none")  # −log p_y
         gamma = self._gamma
         if self.threshold > 0:
             with torch.no_grad():
-                ratio = torch.exp(log_p - self._log_mixture(log_p)).clamp_min_(self.threshold)
-            return -ratio * log_p
+                ratio = torch.exp(-nll - self._log_mixture(nll)).clamp_min_(self.threshold)
+            return ratio * nll
         if gamma == 0.0:
-            return -log_p
+            return nll
         if gamma == 1.0:
-            return -torch.expm1(log_p)
-        return self._log_mixture(log_p) / (gamma - 1.0)
+            return -torch.expm1(-nll)
+        return self._log_mixture(nll) / (gamma - 1.0)
 
-    def _log_mixture(self, log_p: Tensor) -> Tensor:
-        """``log(γ + (1 − γ)·p_y)``, stable for any ``p_y`` and ``γ``."""
+    def _log_mixture(self, nll: Tensor) -> Tensor:
+        """``log(γ + (1 − γ)·p_y)`` from ``nll = −log p_y``, stable for any ``p_y`` and ``γ``."""
         gamma = self._gamma
         if gamma == 0.0:
-            return log_p
+            return -nll
         if gamma == 1.0:
-            return torch.zeros_like(log_p)
-        # a 0-dim fill on log_p's device: no host-to-device copy
-        log_gamma = log_p.new_full((), math.log(gamma))
-        return torch.logaddexp(log_p + math.log1p(-gamma), log_gamma)
+            return torch.zeros_like(nll)
+        # a 0-dim fill on nll's device: no host-to-device copy
+        log_gamma = nll.new_full((), math.log(gamma))
+        return torch.logaddexp(math.log1p(-gamma) - nll, log_gamma)
 
     def extra_repr(self) -> str:
         return f"gamma={self.gamma}, threshold={self.threshold}, {super().extra_repr()}"
