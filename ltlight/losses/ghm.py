@@ -20,7 +20,8 @@ class _WeightedBCEWithLogits(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, logits: Tensor, target: Tensor, beta: Tensor, residual: Tensor) -> Tensor:
-        ctx.save_for_backward(residual * beta, beta, logits if ctx.needs_input_grad[1] else None)
+        slope = residual.mul_(beta)  # the residual is ours alone: scale it in place
+        ctx.save_for_backward(slope, beta, logits if ctx.needs_input_grad[1] else None)
         return F.binary_cross_entropy_with_logits(logits, target, weight=beta, reduction="none")
 
     @staticmethod
@@ -113,7 +114,7 @@ class GHMCLoss(LongTailLoss):
         x = float_logits(logits)
         y = dense_target(x, target)
         with torch.no_grad():
-            residual = torch.sigmoid(x) - y  # BCE's gradient, before the weight
+            residual = torch.sigmoid(x).sub_(y)  # BCE's gradient, before the weight
             beta = self._harmonizing_weights(residual.abs(), x.numel())
         return _WeightedBCEWithLogits.apply(x, y, beta, residual)
 
@@ -122,7 +123,7 @@ class GHMCLoss(LongTailLoss):
         bins = self.bins
         g = torch.nan_to_num_(g)  # NaN logits: bin 0 (their loss is NaN anyway)
         if self._floor_is_exact and g.dtype == torch.float32:
-            index = (g * bins).clamp_max_(bins - 1).long()  # truncation is floor: g >= 0
+            index = g.mul_(bins).clamp_max_(bins - 1).long()  # truncation is floor: g >= 0
         else:
             # floor(g·bins) can be one bin off within an ulp of an edge; the neighbouring edges,
             # computed exactly as mmdetection computes them, fix it: floor(g − edge) is 0 at or

@@ -85,10 +85,11 @@ class LDAMLoss(_Margins):
     def per_sample(self, logits: Tensor, target: Tensor) -> Tensor:
         z = float_logits(logits)
         margin = self._target_margins(z, target)
-        # s·z is a fresh tensor (its backward needs neither input nor output): subtract s·Δ_y
-        # at the target in place rather than building a one-hot matrix.
         scaled = self.s * z
-        scaled.scatter_add_(1, target.unsqueeze(1), (-self.s * margin).unsqueeze(1))
+        # Subtracting the constant s·Δ_y at the target leaves the gradient unchanged, so it
+        # needs no autograd node: done in place on the fresh s·z (whose backward saves nothing).
+        with torch.no_grad():
+            scaled.scatter_add_(1, target.unsqueeze(1), margin.mul_(-self.s).unsqueeze(1))
         return F.cross_entropy(scaled, target, reduction="none")
 
     def predictive_logits(self, logits: Tensor) -> Tensor:
@@ -125,9 +126,13 @@ class LDAMHingeLoss(_Margins):
         super().__init__(class_counts, max_m, weight, reduction)
 
     def per_sample(self, logits: Tensor, target: Tensor) -> Tensor:
-        # With w = z − Δ_y·e_y, max_j w_j − w_y is max_{j≠y} z_j − z_y + Δ_y when that is
-        # positive and 0 otherwise (then the max is w_y itself): the hinge in one max pass.
+        # With w = z − Δ_y·e_y and k = argmax_j w_j, the loss is w_k − w_y:
+        # max_{j≠y} z_j − z_y + Δ_y when that is positive, else 0 (then k = y). Only the argmax
+        # needs all of w; the loss itself gathers two logits, so its backward is one scatter.
         z = float_logits(logits)
-        index = target.unsqueeze(1)
-        shifted = z.scatter_add(1, index, -self._target_margins(z, target).unsqueeze(1))
-        return shifted.max(dim=1).values - shifted.gather(1, index).squeeze(1)
+        margin = self._target_margins(z, target)
+        with torch.no_grad():
+            index = target.unsqueeze(1)
+            top = z.scatter_add(1, index, -margin.unsqueeze(1)).argmax(dim=1)
+        pair = z.gather(1, torch.stack((top, target), dim=1))
+        return pair[:, 0] - pair[:, 1] + margin * (top != target)
