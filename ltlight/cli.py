@@ -7,11 +7,16 @@ datamodule, logger) is named by ``class_path``, so a user's own classes work fro
 import netrc
 import os
 import re
+import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import lightning as L
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from ltlight.module import LongTailModule
 
@@ -58,8 +63,59 @@ class _ArgumentParser(LightningArgumentParser):
         super().error(message, ex)
 
 
+class SaveConfigOnceStarted(SaveConfigCallback):
+    """Writes ``config.yaml`` once set-up (and any checkpoint restore) has succeeded.
+
+    Lightning's callback writes it in ``setup``, before the module's own checks: a run that then
+    fails on a bad argument would overwrite the config of an earlier run in the same folder.
+    """
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._stage = stage
+
+    def _save(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().setup(trainer, pl_module, self._stage)
+
+    on_fit_start = on_validation_start = on_test_start = on_predict_start = _save
+
+
+def implicit_resume_checkpoint(trainer: L.Trainer) -> Path | None:
+    """The checkpoint ``fit`` resumes from when it is given no ``ckpt_path``, or ``None``.
+
+    Lightning 2.6 resumes from ``"last"`` whenever an ``OnExceptionCheckpoint`` is configured:
+    the newest of that callback's file and the ``last*.ckpt`` of each ``ModelCheckpoint`` folder
+    (a fixed folder: ``dirpath``, or ``<default_root_dir>/checkpoints`` without a logger).
+    """
+    if not any(isinstance(c, OnExceptionCheckpoint) for c in trainer.callbacks):
+        return None
+    candidates = []
+    for callback in trainer.callbacks:
+        if isinstance(callback, OnExceptionCheckpoint):
+            candidates.append(Path(callback.ckpt_path))
+        elif isinstance(callback, ModelCheckpoint):
+            folder = callback.dirpath
+            if folder is None and trainer.logger is None:
+                folder = os.path.join(trainer.default_root_dir, "checkpoints")
+            if folder is not None:
+                candidates += Path(folder).glob("last*.ckpt")
+    existing = [path for path in candidates if path.is_file()]
+    return max(existing, key=lambda path: path.stat().st_mtime) if existing else None
+
+
+def _differences(saved: dict[str, Any] | None, current: dict[str, Any], prefix: str) -> list[str]:
+    if saved is None:
+        return []
+    keys = sorted(set(saved) | set(current), key=str)
+    return [f"{prefix}.{k}" for k in keys if saved.get(k) != current.get(k)]
+
+
 class LongTailCLI(LightningCLI):
-    """LightningCLI with ltlight's defaults: model and data in subclass mode, seeded runs."""
+    """LightningCLI with ltlight's defaults: model and data in subclass mode, seeded runs.
+
+    ``fit`` without ``--ckpt_path`` resumes an interrupted run only if that run had the same
+    model and data arguments (Lightning would resume from any); otherwise it stops with an error
+    that names the checkpoint.
+    """
 
     def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
         super().__init__(
@@ -69,11 +125,31 @@ class LongTailCLI(LightningCLI):
             subclass_mode_data=True,
             seed_everything_default=0,
             parser_class=_ArgumentParser,
+            save_config_callback=SaveConfigOnceStarted,
             save_config_kwargs={"overwrite": True},
             parser_kwargs={"description": "Long-tailed classification with ltlight."},
             args=args,
             run=run,
         )
+
+    def before_fit(self) -> None:
+        if self.config_init[self.subcommand].get("ckpt_path") is not None:
+            return
+        path = implicit_resume_checkpoint(self.trainer)
+        if path is None:
+            return
+        saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        differences = _differences(
+            saved.get("hyper_parameters"), dict(self.model.hparams), "model"
+        ) + _differences(
+            saved.get("datamodule_hyper_parameters"), dict(self.datamodule.hparams), "data"
+        )
+        if differences:
+            raise ValueError(
+                f"ckpt_path: without --ckpt_path Lightning resumes from {path}, but that run had "
+                f"other arguments ({', '.join(differences)}): continue it with --ckpt_path={path}, "
+                "or move it away to start afresh"
+            )
 
 
 def _wandb_has_credentials() -> bool:
@@ -100,12 +176,21 @@ def configure_wandb_mode() -> None:
 def main(args: list[str] | None = None) -> None:
     """Entry point of the ``ltlight`` console script."""
     configure_wandb_mode()
+    program = Path(sys.argv[0]).name or "ltlight"
     try:
         LongTailCLI(args=args)
+    except SIGTERMException:
+        # Lightning stops on SIGTERM (and, with InterruptCheckpoint, a first Ctrl-C) by raising a
+        # SystemExit without a code, which would report success.
+        print(
+            f"{program}: stopped by a signal at the end of a training batch; a checkpoint "
+            "callback (InterruptCheckpoint) saved the run: continue it with --ckpt_path last",
+            file=sys.stderr,
+        )
+        sys.exit(128 + signal.SIGTERM)
     except USER_ERRORS as error:
         if os.environ.get("LTLIGHT_TRACEBACK"):
             raise
-        program = Path(sys.argv[0]).name or "ltlight"
         print(
             f"{program}: error: {type(error).__name__}: {condense_error(str(error))}\n"
             f"(set LTLIGHT_TRACEBACK=1 to see the traceback)",

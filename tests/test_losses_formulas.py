@@ -323,4 +323,16 @@ def test_analytic_gradient_matches_finite_differences_in_float64(name):
     loss = GRADCHECK_LOSSES[name]()
     logits, target = batch(1.0, seed=5)
     logits = logits.double().requires_grad_(True)
-    assert torch.autograd.gradcheck(lambda x: loss(x, target), (logits,))
+    assert torch.autograd.gradcheck(lambda x: loss(x, target), (logits,), fast_mode=True)
+
+
+@pytest.mark.parametrize(
+    "loss", [FocalLoss(gamma=0.5), SigmoidFocalLoss(gamma=0.5)], ids=["softmax", "sigmoid"]
+)
+def test_focal_with_gamma_below_one_has_finite_gradient_where_p_t_rounds_to_one(loss):
+    # d(1 − p_t)^γ/dp_t is infinite at p_t = 1 for γ < 1; its product with −log p_t → 0 is 0.
+    logits = torch.tensor([[60.0, -60.0, -60.0], [0.5, -0.2, 0.1]], requires_grad=True)
+    target = torch.tensor([0, 2])
+    value = loss(logits, target)
+    value.backward()
+    assert torch.isfinite(value) and torch.all(torch.isfinite(logits.grad))

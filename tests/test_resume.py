@@ -68,27 +68,41 @@ def assert_same_state(a, b):
         assert torch.equal(a[key], b[key]), key
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory):
-    """Each method trained EPOCHS epochs in one go (computed once, compared by several tests)."""
-    states = {}
-    for name in ("ldam_drw", "ghm_drs", "tailr_schedule"):
+class Uninterrupted(dict):
+    """Each method trained EPOCHS epochs in one go, computed on first use, then shared."""
+
+    def __init__(self, tmp_path_factory):
+        super().__init__()
+        self.tmp_path_factory = tmp_path_factory
+
+    def __missing__(self, name):
         module = make_module(name)
-        make_trainer(tmp_path_factory.mktemp(name), [ModelCheckpoint(save_top_k=0)]).fit(
+        make_trainer(self.tmp_path_factory.mktemp(name), [ModelCheckpoint(save_top_k=0)]).fit(
             module, datamodule=data()
         )
-        states[name] = final_state(module)
-    return states
+        self[name] = final_state(module)
+        return self[name]
 
 
-@pytest.mark.parametrize("name", ["ldam_drw", "ghm_drs", "tailr_schedule"])
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    return Uninterrupted(tmp_path_factory)
+
+
+SLOW = pytest.mark.slow
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["ldam_drw", pytest.param("ghm_drs", marks=SLOW), pytest.param("tailr_schedule", marks=SLOW)],
+)
 def test_resume_from_an_epoch_checkpoint_before_the_switch_is_bit_exact(
     tmp_path, uninterrupted, name
 ):
     checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_top_k=-1, every_n_epochs=1)
     make_trainer(tmp_path, [checkpoint], max_epochs=2).fit(make_module(name), datamodule=data())
     resumed = make_module(name)
-    path = tmp_path / "ckpt" / "epoch=1-step=16.ckpt"
+    path = tmp_path / "ckpt" / "epoch=1-step=32.ckpt"
     assert path.exists(), sorted(p.name for p in (tmp_path / "ckpt").iterdir())
     make_trainer(tmp_path).fit(resumed, datamodule=data(), ckpt_path=path)
     assert_same_state(final_state(resumed), uninterrupted[name])
@@ -107,7 +121,7 @@ class CrashAt(L.Callback):
             raise Crash(f"crash at step {self.step}")
 
 
-@pytest.mark.parametrize("name", ["ldam_drw", "ghm_drs"])
+@pytest.mark.parametrize("name", [pytest.param("ldam_drw", marks=SLOW), "ghm_drs"])
 def test_resume_from_a_mid_epoch_crash_is_bit_exact(tmp_path, uninterrupted, name):
     on_crash = OnExceptionCheckpoint(dirpath=tmp_path, filename="crash")
     with pytest.raises(Crash):
@@ -117,3 +131,15 @@ def test_resume_from_a_mid_epoch_crash_is_bit_exact(tmp_path, uninterrupted, nam
     resumed = make_module(name)
     make_trainer(tmp_path).fit(resumed, datamodule=data(), ckpt_path=tmp_path / "crash.ckpt")
     assert_same_state(final_state(resumed), uninterrupted[name])
+
+
+@SLOW
+def test_resume_from_a_mid_epoch_step_checkpoint_is_bit_exact(tmp_path, uninterrupted):
+    """A checkpoint saved in on_train_batch_end: the batch it was saved after is not repeated."""
+    every_21 = ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=21, save_top_k=-1)
+    make_trainer(tmp_path, [every_21], max_epochs=2).fit(make_module("ldam_drw"), datamodule=data())
+    resumed = make_module("ldam_drw")
+    path = tmp_path / "epoch=1-step=21.ckpt"
+    assert path.exists(), sorted(p.name for p in tmp_path.iterdir())
+    make_trainer(tmp_path).fit(resumed, datamodule=data(), ckpt_path=path)
+    assert_same_state(final_state(resumed), uninterrupted["ldam_drw"])

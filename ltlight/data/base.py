@@ -134,7 +134,7 @@ class LongTailDataModule(LightningDataModule):
         device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
         rank, world_size = (0, 1) if trainer is None else (trainer.global_rank, trainer.world_size)
         images, labels = self._split_on(split, device)
-        return DeviceDataLoader(
+        loader = DeviceDataLoader(
             images,
             labels,
             batch_size,
@@ -148,6 +148,10 @@ class LongTailDataModule(LightningDataModule):
             world_size=world_size,
             device=device,
         )
+        if split == "train" and trainer is not None:
+            # Where Lightning resumes: the batches of this epoch whose optimiser step is done.
+            loader.progress = lambda: trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return loader
 
     def _split_on(self, split: str, device: torch.device) -> tuple[Tensor, Tensor]:
         """The split on ``device``, copied there once and reused by every loader."""

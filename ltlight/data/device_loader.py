@@ -20,13 +20,17 @@ Lightning integration (2.6):
 * Lightning only injects a ``DistributedSampler`` into ``torch.utils.data.DataLoader``; this loader
   shards itself: the datamodule passes ``trainer.global_rank`` and ``trainer.world_size``;
 * ``class_balanced = True`` (set by deferred re-sampling) makes each following epoch a
-  class-balanced sample of the same length, also sharded across ranks.
+  class-balanced sample of the same length, also sharded across ranks;
+* a batch is handed out before it is trained on, so after an exception inside a step (or a
+  Ctrl-C) the loader has yielded one batch more than the step counter holds, and Lightning runs
+  that batch again on resume. ``progress`` — set by the datamodule to Lightning's count of the
+  epoch's processed batches — makes ``state_dict`` record the batches actually trained on.
 """
 
 import hashlib
 import math
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -134,7 +138,8 @@ class DeviceDataLoader:
 
     Iterating yields ``len(loader)`` batches for this rank; ``sampler`` (``set_epoch``) and
     ``class_balanced`` control the epoch; ``state_dict`` / ``load_state_dict`` save and restore
-    the position inside an epoch.
+    the position inside an epoch. ``progress``, if set, returns how many of this epoch's batches
+    the consumer has finished (the datamodule sets it to Lightning's processed-batch count).
     """
 
     def __init__(
@@ -181,6 +186,7 @@ class DeviceDataLoader:
         self._epoch = 0
         self._batches_yielded = 0
         self._resume: tuple[int, int] | None = None
+        self.progress: Callable[[], int] | None = None
 
     @property
     def class_balanced(self) -> bool:
@@ -230,10 +236,17 @@ class DeviceDataLoader:
             yield self.normalize(images), self.labels[batch]
 
     def state_dict(self) -> dict[str, Any]:
-        """Where this rank is: ``{"epoch", "batches_yielded", "class_balanced"}``."""
+        """Where this rank is: ``{"epoch", "batches_yielded", "class_balanced"}``.
+
+        ``batches_yielded`` counts the batches handed out, or with ``progress`` those finished:
+        a batch yielded but not trained on when the state is saved is yielded again on resume.
+        """
+        batches = self._batches_yielded
+        if self.progress is not None:
+            batches = min(batches, int(self.progress()))
         return {
             "epoch": self._epoch,
-            "batches_yielded": self._batches_yielded,
+            "batches_yielded": batches,
             "class_balanced": self.class_balanced,
         }
 

@@ -121,13 +121,13 @@ class SigmoidFocalLoss(LongTailLoss):
     def per_sample(self, logits: Tensor, target: Tensor) -> Tensor:
         x = float_logits(logits)
         y = dense_target(x, target)
-        loss = F.binary_cross_entropy_with_logits(x, y, reduction="none")
+        loss = F.binary_cross_entropy_with_logits(x, y, reduction="none")  # −log p_t
         if self.gamma != 0.0:
-            p = torch.sigmoid(x)
-            p_t = p * y + (1 - p) * (1 - y)
-            loss = loss * _modulating_factor(1 - p_t, self.gamma)
+            # 1 − p_t = p(1 − y) + (1 − p)y = p·(1 − 2y) + y: one fused op on the autograd path
+            one_minus_p_t = torch.addcmul(y, torch.sigmoid(x), 1 - 2 * y)
+            loss = loss * _modulating_factor(one_minus_p_t, self.gamma)
         if self.alpha is not None:
-            loss = (self.alpha * y + (1 - self.alpha) * (1 - y)) * loss
+            loss = loss * (y * (2 * self.alpha - 1) + (1 - self.alpha))  # α_t
         return loss
 
     def extra_repr(self) -> str:

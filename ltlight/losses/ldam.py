@@ -87,9 +87,9 @@ class LDAMLoss(_Margins):
         margin = self._target_margins(z, target)
         scaled = self.s * z
         # Subtracting the constant s·Δ_y at the target leaves the gradient unchanged, so it
-        # needs no autograd node: done in place on the fresh s·z (whose backward saves nothing).
-        with torch.no_grad():
-            scaled.scatter_add_(1, target.unsqueeze(1), margin.mul_(-self.s).unsqueeze(1))
+        # needs no autograd node: done in place, through a detached alias, on the fresh s·z
+        # (whose backward saves nothing).
+        scaled.detach().scatter_add_(1, target.unsqueeze(1), margin.mul_(-self.s).unsqueeze(1))
         return F.cross_entropy(scaled, target, reduction="none")
 
     def predictive_logits(self, logits: Tensor) -> Tensor:
@@ -133,6 +133,6 @@ class LDAMHingeLoss(_Margins):
         margin = self._target_margins(z, target)
         with torch.no_grad():
             index = target.unsqueeze(1)
-            top = z.scatter_add(1, index, -margin.unsqueeze(1)).argmax(dim=1)
+            top = z.scatter_add(1, index, -margin.unsqueeze(1)).max(dim=1).indices
         pair = z.gather(1, torch.stack((top, target), dim=1))
         return pair[:, 0] - pair[:, 1] + margin * (top != target)

@@ -1,0 +1,82 @@
+"""Smoke tests of the benchmark scripts' small modes: they run end to end and print their tables.
+
+Times are never asserted: the machines that run the tests are shared and noisy.
+"""
+
+import functools
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+TINY = ["--steps", "1", "--warmup", "1", "--images", "256", "--eval-batch", "256"]
+
+
+def test_train_speed_prints_both_pipelines_and_their_ratio():
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "train_speed.py"), *TINY, "--repeats", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| passive |")]
+    assert [row.split("|")[2].strip() for row in rows] == ["ltlight", "official"]
+    assert "synthetic CIFAR-10-LT-sized data" in done.stdout
+    assert rows[1].split("|")[5].strip() == "1.00×"
+
+
+@pytest.mark.parametrize("worker", ["paper-ltlight", "paper-official"])
+def test_paper_schedule_runs_on_the_cpu_with_the_gpu_settings(worker, capsys):
+    train_speed = load("train_speed")
+    gpu_settings = ["--channels-last", "--no-bf16"]  # bf16 convolutions are very slow on CPUs
+    argv = [*TINY, *gpu_settings, "--paper-schedule", "--epochs", "2", "--official-epochs", "1"]
+    assert train_speed.main([*argv, "--worker", worker]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["wall_s"] > 0 and 0 <= result["error"] <= 100
+
+
+def test_accuracy_scales_every_epoch_number_of_the_recipe():
+    accuracy = load("accuracy")
+    from ltlight import LongTailModule
+    from ltlight.callbacks import DeferredReweighting
+    from ltlight.models import DigitsNet
+    from ltlight.optim import WarmupMultiStepLR
+
+    module = LongTailModule(
+        DigitsNet(),
+        lr_scheduler=functools.partial(WarmupMultiStepLR, warmup_epochs=1, milestones=[16, 18]),
+        callbacks=[DeferredReweighting(start_epoch=16)],
+    )
+    accuracy.scale_schedule(module, 0.25)
+    assert module.lr_scheduler_factory.keywords == {
+        "warmup_epochs": 1,
+        "milestones": [4, 5],  # 4.5 rounds to 4: kept strictly increasing
+    }
+    assert module.method_callbacks[0].start_epoch == 4
+
+
+def test_accuracy_digits_table(tmp_path, capsys):
+    accuracy = load("accuracy")
+    out = tmp_path / "results.json"
+    argv = ["--dataset", "digits_lt", "--methods", "ce", "ldam_drw", "--epochs", "2"]
+    assert accuracy.main([*argv, "--out", str(out), "--out", str(tmp_path / "r.md")]) == 0
+    printed = capsys.readouterr().out
+    assert "| 10 | ce | 1 |" in printed and "| 10 | ldam_drw | 1 |" in printed
+    runs = json.loads(out.read_text())["runs"]
+    assert [r["method"] for r in runs] == ["ce", "ldam_drw"]
+    assert all(0 <= r["balanced_error"] <= 100 and 0 <= r["ece"] <= 100 for r in runs)
+    assert "| ratio | method |" in (tmp_path / "r.md").read_text()
