@@ -67,7 +67,7 @@ EPOCH_ARGUMENTS = ("warmup_epochs", "milestones", "start_epoch", "end_epoch")
 
 
 def scale_epoch(value: int, factor: float) -> int:
-    return int(round(value * factor))
+    return round(value * factor)
 
 
 def _scale(value: int | list[int], factor: float) -> int | list[int]:
@@ -257,7 +257,9 @@ def main(argv: list[str] | None = None) -> int:
                     runs.append(row)
                     print(
                         f"ratio {ratio:g} seed {seed} {method:16s} "
-                        + " ".join(f"{h} {row[c]:.1f}" for h, c in zip(HEADERS, COLUMNS))
+                        + " ".join(
+                            f"{h} {row[c]:.1f}" for h, c in zip(HEADERS, COLUMNS, strict=True)
+                        )
                         + f"  {row['wall_s']:.0f}s",
                         flush=True,
                     )

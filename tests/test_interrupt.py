@@ -1,0 +1,165 @@
+"""A real `ltlight fit` stopped by SIGTERM or Ctrl-C mid-step resumes to the uninterrupted result.
+
+Each run is a subprocess of the console script's module with the Digits-LT GHM-C config (an EMA
+state in the loss), class-balanced re-sampling from epoch 1 and seeded augmentation, so the loss,
+the sampler and the augmentation all carry state across the interruption. ``signal_marker``
+holds the run inside global step 11 (epoch 1, batch 3), after the backward pass and before the
+optimiser step, until the signal has arrived. Resuming must give the same final weights (bit for
+bit on the CPU) and the same final per-class table as one uninterrupted run.
+"""
+
+import hashlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "configs" / "digits_lt" / "ghm.yaml"
+OTHER_METHOD = ROOT / "configs" / "digits_lt" / "ce.yaml"
+STOP_STEP = 11  # 8 batches per epoch: epoch 1, batch 3
+RUN = [
+    "--trainer.max_epochs=3",
+    "--trainer.logger=false",
+    "--trainer.enable_progress_bar=false",
+    "--trainer.enable_model_summary=false",
+    "--trainer.default_root_dir=run",
+    "--data.init_args.augment=true",
+    "--model.init_args.callbacks=[{class_path: ltlight.callbacks.DeferredResampling, "
+    "init_args: {start_epoch: 1}}]",
+]
+INTERRUPTED = Path("runs") / "digits_lt" / "interrupted" / "last.ckpt"  # from trainer.yaml
+
+
+def environment():
+    path = os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])
+    return dict(os.environ, PYTHONPATH=path, WANDB_MODE="offline", PYTHONUNBUFFERED="1")
+
+
+def start(cwd, config, *args):
+    command = [sys.executable, "-m", "ltlight.cli", "fit", "--config", str(config), *RUN, *args]
+    out, err = open(cwd / "stdout.txt", "w"), open(cwd / "stderr.txt", "w")  # noqa: SIM115
+    with out, err:
+        return subprocess.Popen(command, cwd=cwd, env=environment(), stdout=out, stderr=err)
+
+
+def finish(process, cwd, timeout=600):
+    try:
+        process.wait(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    return process.returncode, (cwd / "stdout.txt").read_text(), (cwd / "stderr.txt").read_text()
+
+
+def fit(cwd, config=CONFIG, *args):
+    return finish(start(cwd, config, *args), cwd)
+
+
+def interrupt(cwd, signum):
+    """Start a run, send ``signum`` once it waits inside step STOP_STEP, return how it ended."""
+    marker = cwd / "in_step.txt"
+    process = start(
+        cwd,
+        CONFIG,
+        "--trainer.callbacks+=signal_marker.WaitForSignal",
+        f"--trainer.callbacks.init_args.step={STOP_STEP}",
+        f"--trainer.callbacks.init_args.marker={marker}",
+    )
+    deadline = time.monotonic() + 600
+    while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if not marker.exists():
+        process.kill()
+        rc, _, err = finish(process, cwd)
+        pytest.fail(f"the run never reached step {STOP_STEP} (exit code {rc}):\n{err[-3000:]}")
+    process.send_signal(signum)
+    return finish(process, cwd, timeout=300)
+
+
+def final_table(stdout):
+    """The per-class table printed at the end of fit (rows and summary lines)."""
+    start = stdout.rindex("per-class error")
+    return [line for line in stdout[start:].splitlines() if "│" in line]
+
+
+def outcome(cwd, stdout):
+    checkpoint = torch.load(cwd / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    (score,) = [
+        state["current_score"]
+        for name, state in checkpoint["callbacks"].items()
+        if name.startswith("ModelCheckpoint")
+    ]
+    return checkpoint["global_step"], checkpoint["state_dict"], score, final_table(stdout)
+
+
+def assert_same_outcome(resumed, reference):
+    step, weights, score, table = resumed
+    ref_step, ref_weights, ref_score, ref_table = reference
+    assert step == ref_step == 24
+    assert weights.keys() == ref_weights.keys()
+    for key in weights:
+        assert torch.equal(weights[key], ref_weights[key]), key
+    assert torch.equal(score, ref_score)
+    assert table == ref_table
+
+
+def sha256(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("uninterrupted")
+    rc, out, err = fit(cwd)
+    assert rc == 0, err[-3000:]
+    return outcome(cwd, out)
+
+
+def check_interrupted_run(cwd, rc, err):
+    """Exit code 128 + SIGTERM, a last line that says how to resume, a checkpoint on step 12."""
+    assert rc == 128 + signal.SIGTERM, err[-3000:]
+    assert "Traceback" not in err
+    assert "--ckpt_path last" in err.strip().splitlines()[-1]
+    saved = torch.load(cwd / INTERRUPTED, weights_only=True)
+    assert saved["global_step"] == STOP_STEP + 1  # the step in progress finished first
+    loader_state = saved["loops"]["fit_loop"]["state_dict"]["combined_loader"]
+    assert loader_state == [{"epoch": 1, "batches_yielded": 4, "class_balanced": True}]
+
+
+def test_sigterm_mid_step_leaves_a_checkpoint_that_finishes_bit_exact(tmp_path, uninterrupted):
+    rc, _, err = interrupt(tmp_path, signal.SIGTERM)
+    check_interrupted_run(tmp_path, rc, err)
+
+    rc, out, err = fit(tmp_path, CONFIG, f"--ckpt_path={tmp_path / INTERRUPTED}")
+    assert rc == 0, err[-3000:]
+    assert_same_outcome(outcome(tmp_path, out), uninterrupted)
+    assert not (tmp_path / INTERRUPTED).exists()  # spent: removed once the resumed fit finished
+
+
+def test_ctrl_c_mid_step_stops_at_the_batch_end_and_ckpt_path_last_finishes_bit_exact(
+    tmp_path, uninterrupted
+):
+    rc, out, err = interrupt(tmp_path, signal.SIGINT)
+    assert "Ctrl-C: finishing this batch" in out + err
+    check_interrupted_run(tmp_path, rc, err)
+    digest = sha256(tmp_path / INTERRUPTED)
+
+    # Lightning resumes from "last" whenever ckpt_path is missing; another method must not.
+    rc, _, err = fit(tmp_path, OTHER_METHOD)
+    assert rc == 2, err[-3000:]
+    last = err.strip().splitlines()[-2]
+    assert "ckpt_path" in last and str(INTERRUPTED) in last and "model.loss" in last, last
+    assert sha256(tmp_path / INTERRUPTED) == digest
+
+    rc, out, err = fit(tmp_path, CONFIG, "--ckpt_path=last")
+    assert rc == 0, err[-3000:]
+    assert re.search(r"Restored all states from the checkpoint at \S*interrupted", out + err)
+    assert_same_outcome(outcome(tmp_path, out), uninterrupted)
+    assert not (tmp_path / INTERRUPTED).exists()
