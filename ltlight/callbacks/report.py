@@ -51,7 +51,7 @@ class PerClassReport(L.Callback):
     terminal with rich.
 
     Args:
-        every_n_epochs: during ``fit``, draw the figures every this many epochs (>= 1).
+        every_n_epochs: during ``fit``, draw the figures every this many epochs (>= 1) and at the last epoch.
         figures: log the figures at all.
         table: print the terminal table.
         class_names: names for the classes; by default ``trainer.datamodule.class_names`` if the
@@ -94,8 +94,12 @@ class PerClassReport(L.Callback):
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
-        draw = trainer.state.fn != TrainerFn.FITTING or (
-            (trainer.current_epoch + 1) % self.every_n_epochs == 0
+        epoch = trainer.current_epoch + 1
+        last_epoch = trainer.max_epochs is not None and epoch >= trainer.max_epochs
+        draw = (
+            trainer.state.fn != TrainerFn.FITTING
+            or epoch % self.every_n_epochs == 0
+            or last_epoch
         )
         self._report_epoch(trainer, pl_module, "val", draw)
 

@@ -1,0 +1,133 @@
+"""DDP with Lightning's own strategy: 2 CPU processes (gloo) train LDAM-DRW/DRS on Digits-LT.
+
+``tests/ddp_worker.py`` runs as a script (Lightning's launcher starts rank 1 by running it again)
+and writes what each rank saw to JSON; here the paper's claims are checked against a
+single-process computation of the same things.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+import ddp_worker
+from ltlight.data.device_loader import EpochSampler
+from ltlight.losses import LDAMLoss, effective_number
+
+WORKER = Path(__file__).with_name("ddp_worker.py")
+WORLD_SIZE = 2
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ddp")
+    env = dict(os.environ, WANDB_MODE="disabled", PYTHONUNBUFFERED="1")
+    env.pop("LOCAL_RANK", None)
+    result = subprocess.run(
+        [sys.executable, str(WORKER), str(out)],
+        cwd=out,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in range(WORLD_SIZE)]
+    return ranks, out / "weights.pt"
+
+
+@pytest.fixture(scope="module")
+def training_set():
+    datamodule = ddp_worker.make_datamodule()
+    datamodule.setup("fit")
+    return datamodule.train_data[1]  # labels of the whole long-tailed training set
+
+
+def test_both_processes_ran_as_ranks_of_one_job(ddp_run):
+    ranks, _ = ddp_run
+    assert [r["global_rank"] for r in ranks] == [0, 1]
+    assert all(r["world_size"] == WORLD_SIZE for r in ranks)
+
+
+def test_every_rank_loss_holds_the_whole_training_sets_class_counts(ddp_run, training_set):
+    ranks, _ = ddp_run
+    whole = torch.bincount(training_set, minlength=10).tolist()
+    assert whole == [124, 96, 74, 57, 44, 34, 26, 20, 16, 12]
+    margins = LDAMLoss(class_counts=whole).margins
+    for rank in ranks:
+        assert rank["loss_class_counts"] == whole
+        assert rank["module_class_counts"] == whole
+        assert rank["datamodule_class_counts"] == whole
+        assert torch.equal(torch.tensor(rank["margins"], dtype=margins.dtype), margins)
+        # ... while the rank itself trains on only half of the images of each epoch.
+        shard = torch.bincount(torch.tensor(rank["epochs"][0]["labels"]), minlength=10)
+        assert shard.sum() == 252 and shard.tolist() != whole
+
+
+def test_drw_switches_on_on_every_rank_at_the_same_epoch(ddp_run, training_set):
+    ranks, _ = ddp_run
+    whole = torch.bincount(training_set, minlength=10).tolist()
+    expected = effective_number(whole, beta=0.9999).tolist()
+    for epoch in range(ddp_worker.EPOCHS):
+        weights = [rank["epochs"][epoch]["loss_weight"] for rank in ranks]
+        if epoch < ddp_worker.DRW_EPOCH:
+            assert weights == [None] * WORLD_SIZE
+        else:
+            for weight in weights:
+                assert weight == pytest.approx(expected, rel=1e-6)
+            assert weights[0] == weights[1]
+
+
+def test_drs_gives_each_rank_a_disjoint_shard_of_one_class_balanced_draw(ddp_run, training_set):
+    ranks, _ = ddp_run
+    for epoch in range(ddp_worker.EPOCHS):
+        balanced = epoch >= ddp_worker.DRS_EPOCH
+        assert [rank["epochs"][epoch]["class_balanced"] for rank in ranks] == [balanced] * 2
+        # The epoch's draw over the whole training set, made by one process, padded like
+        # DistributedSampler to 504 = 2 × 252; rank r holds positions r, r + 2, ...
+        single = EpochSampler(training_set, shuffle=True, seed=5)
+        single.class_balanced = balanced
+        order = single.global_order(epoch)
+        padded = torch.cat([order, order[: 2 * 252 - len(order)]])
+        for r, rank in enumerate(ranks):
+            indices = torch.tensor(rank["epochs"][epoch]["indices"])
+            assert torch.equal(indices, padded[r::WORLD_SIZE])
+            # and these are the images the rank trained on
+            assert rank["epochs"][epoch]["labels"] == training_set[indices].tolist()
+        labels = training_set[order]
+        if balanced:  # every class about equally often, the rarest (12 images) included
+            assert torch.bincount(labels, minlength=10).min() >= 25
+        else:  # a permutation: each image once
+            assert torch.equal(order.sort().values, torch.arange(len(training_set)))
+
+
+SYNCED = ["val/error", "val/balanced_error", "val/many_shot_error", "val/medium_shot_error"]
+SYNCED += ["val/few_shot_error", "val/ece"]
+
+
+def test_validation_metrics_are_the_same_on_every_rank(ddp_run):
+    ranks, _ = ddp_run
+    assert ranks[0]["validate"] == ranks[1]["validate"]
+    assert ranks[0]["validation_during_fit"] == ranks[1]["validation_during_fit"]
+    assert len(ranks[0]["validation_during_fit"]) == ddp_worker.EPOCHS
+    assert ranks[0]["validation_during_fit"][-1] == ranks[0]["validate"]
+
+
+def test_synced_validation_equals_a_single_process_validation_of_the_same_weights(ddp_run):
+    ranks, weights = ddp_run
+    module = ddp_worker.make_module()
+    module.load_state_dict(torch.load(weights, weights_only=True))
+    trainer = L.Trainer(
+        accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, num_sanity_val_steps=0
+    )
+    # 500 balanced test images split 250/250: no padding, so no image is counted twice.
+    (single,) = trainer.validate(module, datamodule=ddp_worker.make_datamodule(), verbose=False)
+    for name in SYNCED:
+        # counts are summed exactly; ECE's float32 confidence sums in another order
+        tolerance = 1e-6 if name == "val/ece" else 0.0
+        assert ranks[0]["validate"][name] == pytest.approx(float(single[name]), abs=tolerance), name
