@@ -214,6 +214,11 @@ def main(argv: list[str] | None = None) -> int:
         help="results.md (the table) and/or results.json (every run); may be repeated",
     )
     parser.add_argument("--configs", type=Path, default=ROOT / "configs")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the runs already in the --out .json file and do only the missing ones",
+    )
     args = parser.parse_args(argv)
     ratios = args.ratios or DEFAULT_RATIOS[args.dataset]
     args.seeds = args.seeds or DEFAULT_SEEDS[args.dataset]
@@ -244,11 +249,16 @@ def main(argv: list[str] | None = None) -> int:
     json_out = [p for p in args.out if p.suffix == ".json"]
     md_out = [p for p in args.out if p.suffix != ".json"]
     runs: list[dict] = []
+    if args.resume and json_out and json_out[0].exists():
+        runs = json.loads(json_out[0].read_text())["runs"]
+    done = {(r["method"], r["ratio"], r["seed"]) for r in runs}
     # Seed-major order: a benchmark stopped early still has every method at every ratio.
     with tempfile.TemporaryDirectory(prefix="ltlight-accuracy-") as root_dir:
         for seed in args.seeds:
             for ratio in ratios:
                 for method in args.methods:
+                    if (method, ratio, seed) in done:
+                        continue
                     config = args.configs / args.dataset / f"{method}.yaml"
                     row = run_one(
                         config, ratio, seed, args.epochs, root_dir, args.threads, overrides

@@ -161,10 +161,13 @@ def test_csv_logger_gets_png_files_every_n_epochs_and_the_table_is_printed(tmp_p
     model = TinyModule()
     trainer.fit(model, loader(0), loader(1))
     reports = tmp_path / "csv" / "version_0" / "reports"
-    # Epochs 0, 1, 2 validated; every second one drawn (the 2nd: epoch 1); sanity check never.
+    # Epochs 0, 1, 2 validated; every second one drawn (epoch 1) and the last one (epoch 2);
+    # the sanity check never.
     assert sorted(p.name for p in reports.iterdir()) == [
         "val_per_class_error_epoch1.png",
+        "val_per_class_error_epoch2.png",
         "val_reliability_epoch1.png",
+        "val_reliability_epoch2.png",
     ]
     for path in reports.iterdir():
         assert_png(path)
@@ -176,6 +179,7 @@ def test_csv_logger_gets_png_files_every_n_epochs_and_the_table_is_printed(tmp_p
     assert {"test_per_class_error_epoch3.png", "test_reliability_epoch3.png"} <= {
         p.name for p in reports.iterdir()
     }
+    assert len(list(reports.iterdir())) == 6
     assert "Test per-class error" in capsys.readouterr().out
 
 

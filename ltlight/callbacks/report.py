@@ -51,7 +51,8 @@ class PerClassReport(L.Callback):
     terminal with rich.
 
     Args:
-        every_n_epochs: during ``fit``, draw the figures every this many epochs (>= 1) and at the last epoch.
+        every_n_epochs: during ``fit``, draw the figures every this many epochs (>= 1) and
+            at the last epoch.
         figures: log the figures at all.
         table: print the terminal table.
         class_names: names for the classes; by default ``trainer.datamodule.class_names`` if the
