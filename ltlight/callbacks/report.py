@@ -98,9 +98,7 @@ class PerClassReport(L.Callback):
         epoch = trainer.current_epoch + 1
         last_epoch = trainer.max_epochs is not None and epoch >= trainer.max_epochs
         draw = (
-            trainer.state.fn != TrainerFn.FITTING
-            or epoch % self.every_n_epochs == 0
-            or last_epoch
+            trainer.state.fn != TrainerFn.FITTING or epoch % self.every_n_epochs == 0 or last_epoch
         )
         self._report_epoch(trainer, pl_module, "val", draw)
 
