@@ -16,12 +16,13 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
-from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from ltlight.module import LongTailModule
 
-#: Errors our constructors and set-up raise on bad input; shown as one line, not a traceback.
-USER_ERRORS = (ValueError, TypeError, FileNotFoundError)
+#: Errors our constructors and set-up (and Lightning's Trainer, for its own arguments) raise on
+#: bad input; shown as one line, not a traceback.
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError, MisconfigurationException)
 
 
 _NOISE = re.compile(

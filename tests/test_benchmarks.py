@@ -43,7 +43,8 @@ def test_train_speed_prints_both_pipelines_and_their_ratio():
 def test_paper_schedule_runs_on_the_cpu_with_the_gpu_settings(worker, capsys):
     train_speed = load("train_speed")
     gpu_settings = ["--channels-last", "--no-bf16"]  # bf16 convolutions are very slow on CPUs
-    argv = [*TINY, *gpu_settings, "--paper-schedule", "--epochs", "1", "--official-epochs", "1"]
+    tiny = ["--images", "128", "--eval-batch", "128"]  # one training and one evaluation batch
+    argv = [*tiny, *gpu_settings, "--paper-schedule", "--epochs", "1", "--official-epochs", "1"]
     assert train_speed.main([*argv, "--worker", worker]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["wall_s"] > 0 and 0 <= result["error"] <= 100

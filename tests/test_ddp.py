@@ -11,11 +11,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import ddp_worker
 import lightning as L
 import pytest
 import torch
 
-import ddp_worker
 from ltlight.data.device_loader import EpochSampler
 from ltlight.losses import LDAMLoss, effective_number
 
@@ -123,7 +123,11 @@ def test_synced_validation_equals_a_single_process_validation_of_the_same_weight
     module = ddp_worker.make_module()
     module.load_state_dict(torch.load(weights, weights_only=True))
     trainer = L.Trainer(
-        accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, num_sanity_val_steps=0
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        num_sanity_val_steps=0,
     )
     # 500 balanced test images split 250/250: no padding, so no image is counted twice.
     (single,) = trainer.validate(module, datamodule=ddp_worker.make_datamodule(), verbose=False)

@@ -8,6 +8,7 @@ optimiser step, until the signal has arrived. Resuming must give the same final 
 bit on the CPU) and the same final per-class table as one uninterrupted run.
 """
 
+import functools
 import hashlib
 import os
 import re
@@ -17,8 +18,16 @@ import sys
 import time
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
+
+from ltlight import LongTailModule
+from ltlight.callbacks import InterruptCheckpoint
+from ltlight.cli import main
+from ltlight.data import DigitsLTDataModule
+from ltlight.losses import LDAMLoss
+from ltlight.models import DigitsNet
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "digits_lt" / "ghm.yaml"
@@ -116,10 +125,18 @@ def sha256(path):
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
+    """The uninterrupted run, started at once and awaited only when a test compares with it."""
     cwd = tmp_path_factory.mktemp("uninterrupted")
-    rc, out, err = fit(cwd)
-    assert rc == 0, err[-3000:]
-    return outcome(cwd, out)
+    process = start(cwd, CONFIG)
+
+    def result():
+        rc, out, err = finish(process, cwd)
+        assert rc == 0, err[-3000:]
+        return outcome(cwd, out)
+
+    yield functools.cache(result)
+    if process.poll() is None:
+        process.kill()
 
 
 def check_interrupted_run(cwd, rc, err):
@@ -133,18 +150,19 @@ def check_interrupted_run(cwd, rc, err):
     assert loader_state == [{"epoch": 1, "batches_yielded": 4, "class_balanced": True}]
 
 
+@pytest.mark.slow  # the Ctrl-C test below goes through the same SIGTERM path
 def test_sigterm_mid_step_leaves_a_checkpoint_that_finishes_bit_exact(tmp_path, uninterrupted):
     rc, _, err = interrupt(tmp_path, signal.SIGTERM)
     check_interrupted_run(tmp_path, rc, err)
 
     rc, out, err = fit(tmp_path, CONFIG, f"--ckpt_path={tmp_path / INTERRUPTED}")
     assert rc == 0, err[-3000:]
-    assert_same_outcome(outcome(tmp_path, out), uninterrupted)
+    assert_same_outcome(outcome(tmp_path, out), uninterrupted())
     assert not (tmp_path / INTERRUPTED).exists()  # spent: removed once the resumed fit finished
 
 
 def test_ctrl_c_mid_step_stops_at_the_batch_end_and_ckpt_path_last_finishes_bit_exact(
-    tmp_path, uninterrupted
+    tmp_path, uninterrupted, monkeypatch, capsys
 ):
     rc, out, err = interrupt(tmp_path, signal.SIGINT)
     assert "Ctrl-C: finishing this batch" in out + err
@@ -152,14 +170,50 @@ def test_ctrl_c_mid_step_stops_at_the_batch_end_and_ckpt_path_last_finishes_bit_
     digest = sha256(tmp_path / INTERRUPTED)
 
     # Lightning resumes from "last" whenever ckpt_path is missing; another method must not.
-    rc, _, err = fit(tmp_path, OTHER_METHOD)
-    assert rc == 2, err[-3000:]
-    last = err.strip().splitlines()[-2]
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(OTHER_METHOD), *RUN])
+    assert exit_info.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-2]
     assert "ckpt_path" in last and str(INTERRUPTED) in last and "model.loss" in last, last
     assert sha256(tmp_path / INTERRUPTED) == digest
 
     rc, out, err = fit(tmp_path, CONFIG, "--ckpt_path=last")
     assert rc == 0, err[-3000:]
     assert re.search(r"Restored all states from the checkpoint at \S*interrupted", out + err)
-    assert_same_outcome(outcome(tmp_path, out), uninterrupted)
+    assert_same_outcome(outcome(tmp_path, out), uninterrupted())
     assert not (tmp_path / INTERRUPTED).exists()
+
+
+# --- InterruptCheckpoint in-process: what it leaves alone ----------------------------------------
+
+
+def small_fit(tmp_path, module, callbacks, stage="fit"):
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        limit_train_batches=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        callbacks=callbacks,
+    )
+    getattr(trainer, stage)(module, datamodule=DigitsLTDataModule())
+
+
+def test_an_error_before_training_leaves_an_earlier_interrupted_checkpoint_alone(tmp_path):
+    saved = tmp_path / "last.ckpt"
+    saved.write_bytes(b"an interrupted run")
+    module = LongTailModule(DigitsNet(), loss=LDAMLoss(class_counts=[5, 4, 3]))
+    with pytest.raises(ValueError, match="class_counts"):
+        small_fit(tmp_path, module, [InterruptCheckpoint(dirpath=tmp_path)])
+    assert saved.read_bytes() == b"an interrupted run"
+
+
+def test_validate_leaves_an_interrupted_checkpoint_alone(tmp_path):
+    saved = tmp_path / "last.ckpt"
+    saved.write_bytes(b"an interrupted run")
+    module = LongTailModule(DigitsNet())
+    small_fit(tmp_path, module, [InterruptCheckpoint(dirpath=tmp_path)], stage="validate")
+    assert saved.read_bytes() == b"an interrupted run"  # OnExceptionCheckpoint removes it here

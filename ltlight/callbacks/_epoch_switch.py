@@ -1,6 +1,17 @@
 """The shared shape of ltlight's schedule callbacks: state applied as a function of the epoch."""
 
+import numbers
+
 import lightning as L
+
+
+def check_epoch(name: str, value: int, minimum: int = 0, minimum_name: str | None = None) -> None:
+    """Raise ``ValueError`` unless ``value`` is an integer epoch ``>= minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer epoch, got {value!r}")
+    if value < minimum:
+        bound = f"{minimum_name} ({minimum})" if minimum_name else str(minimum)
+        raise ValueError(f"{name} must be >= {bound}, got {value!r}")
 
 
 class EpochScheduleCallback(L.Callback):

@@ -4,7 +4,7 @@
 
 import lightning as L
 
-from ltlight.callbacks._epoch_switch import EpochScheduleCallback
+from ltlight.callbacks._epoch_switch import EpochScheduleCallback, check_epoch
 
 
 class DeferredResampling(EpochScheduleCallback):
@@ -18,8 +18,7 @@ class DeferredResampling(EpochScheduleCallback):
     """
 
     def __init__(self, start_epoch: int = 160) -> None:
-        if start_epoch < 0:
-            raise ValueError(f"start_epoch must be >= 0, got {start_epoch}")
+        check_epoch("start_epoch", start_epoch)
         self.start_epoch = start_epoch
 
     def apply(self, trainer: L.Trainer, pl_module: L.LightningModule, epoch: int) -> None:

@@ -8,10 +8,12 @@ reduction every :class:`~ltlight.losses.LongTailLoss` already applies, so this c
 ``module.loss.weight`` and works with any loss that has a ``weight`` attribute.
 """
 
+import numbers
+
 import lightning as L
 import torch
 
-from ltlight.callbacks._epoch_switch import EpochScheduleCallback
+from ltlight.callbacks._epoch_switch import EpochScheduleCallback, check_epoch
 from ltlight.losses import effective_number, inverse_frequency
 
 WEIGHTS = ("effective_number", "inverse_frequency")
@@ -33,12 +35,11 @@ class DeferredReweighting(EpochScheduleCallback):
     def __init__(
         self, start_epoch: int = 160, weights: str = "effective_number", beta: float = 0.9999
     ) -> None:
-        if start_epoch < 0:
-            raise ValueError(f"start_epoch must be >= 0, got {start_epoch}")
+        check_epoch("start_epoch", start_epoch)
         if weights not in WEIGHTS:
             raise ValueError(f"weights must be one of {WEIGHTS}, got {weights!r}")
-        if not 0.0 < beta < 1.0:
-            raise ValueError(f"beta must be in (0, 1), got {beta}")
+        if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not 0.0 < beta < 1.0:
+            raise ValueError(f"beta must be in (0, 1), got {beta!r}")
         self.start_epoch = start_epoch
         self.weights = weights
         self.beta = beta

@@ -4,10 +4,11 @@ so training starts as cross-entropy (γ = 0) and ends closer to the total-variat
 """
 
 import math
+import numbers
 
 import lightning as L
 
-from ltlight.callbacks._epoch_switch import EpochScheduleCallback
+from ltlight.callbacks._epoch_switch import EpochScheduleCallback, check_epoch
 
 MODES = ("linear", "cosine")
 
@@ -35,12 +36,12 @@ class TaiLrGammaSchedule(EpochScheduleCallback):
         mode: str = "linear",
     ) -> None:
         for name, value in (("start_gamma", start_gamma), ("end_gamma", end_gamma)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
-        if start_epoch < 0:
-            raise ValueError(f"start_epoch must be >= 0, got {start_epoch}")
-        if end_epoch < start_epoch:
-            raise ValueError(f"end_epoch must be >= start_epoch ({start_epoch}), got {end_epoch}")
+        check_epoch("start_epoch", start_epoch)
+        check_epoch("end_epoch", end_epoch, minimum=start_epoch, minimum_name="start_epoch")
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         self.start_gamma = start_gamma

@@ -79,11 +79,13 @@ class InterruptCheckpoint(OnExceptionCheckpoint):
         self._restore_sigint()
 
     # -- saving and removing -------------------------------------------------------------------
-    def on_exception(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
         self._restore_sigint()
         if self._training:
             rank_zero_info(f"Saving a checkpoint of the interrupted run to {self.ckpt_path}")
-            super().on_exception(trainer, *args, **kwargs)
+            super().on_exception(trainer, pl_module, exception)
         self._training = False
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:

@@ -14,6 +14,7 @@ uint8 ``(N, C, H, W)`` tensor and int64 labels on the CPU. This class then
   ``trainer.global_rank`` / ``trainer.world_size``.
 """
 
+import numbers
 from typing import ClassVar
 
 import torch
@@ -68,6 +69,8 @@ class LongTailDataModule(LightningDataModule):
         self.save_hyperparameters()  # primitive arguments only: checkpoints record the data setup
         check_imbalance_ratio(imbalance_ratio)
         check_profile(profile, step_fraction)
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+            raise ValueError(f"seed must be an integer, got {seed!r}")
         for argument, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
             if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
                 raise ValueError(f"{argument} must be an integer >= 1, got {value!r}")
@@ -99,7 +102,7 @@ class LongTailDataModule(LightningDataModule):
     # -- LightningDataModule hooks ----------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit") and self.train_data is None:
-            images, labels = self.load_split(train=True)
+            images, labels = self._load_checked(train=True)
             keep = long_tail_indices(labels, self.class_counts, seed=self.seed)
             self.train_data = (images[keep], labels[keep])
             counts = torch.bincount(self.train_data[1], minlength=self.num_classes).tolist()
@@ -109,7 +112,20 @@ class LongTailDataModule(LightningDataModule):
                     f"expected {self.class_counts}"
                 )
         if self.test_data is None:
-            self.test_data = self.load_split(train=False)
+            self.test_data = self._load_checked(train=False)
+
+    def _load_checked(self, train: bool) -> tuple[Tensor, Tensor]:
+        """:meth:`load_split`, its labels checked once here rather than in every step: a label
+        outside ``[0, num_classes)`` would fail deep in the loss (on a GPU: a device-side assert).
+        """
+        images, labels = self.load_split(train=train)
+        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
+            raise ValueError(
+                f"{self.name}: the {'training' if train else 'test'} split has labels in "
+                f"[{int(labels.min())}, {int(labels.max())}], outside the classes "
+                f"[0, {self.num_classes}) of num_classes={self.num_classes}"
+            )
+        return images, labels
 
     def teardown(self, stage: str | None = None) -> None:
         self._on_device.clear()  # release the device copies; the CPU arrays stay for reuse

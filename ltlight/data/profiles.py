@@ -14,6 +14,7 @@ permutation drawn from ``torch.Generator().manual_seed(seed)`` on the CPU, so th
 the same subset on any machine, and every seed gives the same counts.
 """
 
+import numbers
 from collections.abc import Sequence
 
 import torch
@@ -24,6 +25,8 @@ PROFILES = ("exp", "step")
 
 def check_imbalance_ratio(imbalance_ratio: float) -> None:
     """Raise ``ValueError`` unless ``imbalance_ratio`` (``ρ = n_max / n_min``) is ≥ 1."""
+    if isinstance(imbalance_ratio, bool) or not isinstance(imbalance_ratio, numbers.Real):
+        raise ValueError(f"imbalance_ratio must be a number >= 1, got {imbalance_ratio!r}")
     if not imbalance_ratio >= 1:  # also rejects NaN
         raise ValueError(
             f"imbalance_ratio must be >= 1 (n_max / n_min; 1 is balanced), got {imbalance_ratio}"
