@@ -40,32 +40,6 @@ def _numpy_state_to_primitives(state: tuple) -> tuple:
     return (name, keys.tolist(), int(pos), int(has_gauss), float(cached_gaussian))
 
 
-def _resume_loaders_at_the_first_untrained_batch(checkpoint: dict[str, Any]) -> None:
-    """Align stateful training loaders with the batch Lightning resumes at.
-
-    A loader's ``state_dict`` counts the batches it *yielded*; a run stopped between fetching a
-    batch and finishing its step (a crash or Ctrl-C in the step) yielded one batch it never
-    trained on, and Lightning resumes *at* that batch. Without this the resumed run would skip
-    it. Lightning's own rule (``_TrainingEpochLoop.update_restart_stage``) says which batches
-    count as done: those completed, plus the one whose ``on_train_batch_end`` saved the checkpoint.
-    """
-    fit_loop = checkpoint.get("loops", {}).get("fit_loop", {})
-    progress = fit_loop.get("epoch_loop.batch_progress")
-    loader_states = fit_loop.get("state_dict", {}).get("combined_loader")
-    if not progress or not loader_states:
-        return
-    total, current = progress["total"], progress["current"]
-    saved_on_batch_end = (
-        total["started"] == total["ready"]
-        and total["processed"] == total["started"]
-        and total["completed"] == total["processed"] - 1
-    )
-    trained = current["completed"] + int(saved_on_batch_end)
-    for state in loader_states:
-        if isinstance(state, dict) and "batches_yielded" in state:
-            state["batches_yielded"] = min(state["batches_yielded"], trained)
-
-
 class LongTailModule(L.LightningModule):
     """A classifier trained with a long-tail loss, reporting per-class error and calibration.
 
@@ -280,7 +254,6 @@ class LongTailModule(L.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        _resume_loaders_at_the_first_untrained_batch(checkpoint)
         states = checkpoint.get("ltlight_rng_states")
         if states is None:
             return
