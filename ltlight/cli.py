@@ -177,7 +177,7 @@ def configure_wandb_mode() -> None:
 def main(args: list[str] | None = None) -> None:
     """Entry point of the ``ltlight`` console script."""
     configure_wandb_mode()
-    program = Path(sys.argv[0]).name or "ltlight"
+    program = "ltlight"  # also under `python -m ltlight.cli`
     try:
         LongTailCLI(args=args)
     except SIGTERMException:
