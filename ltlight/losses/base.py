@@ -211,27 +211,24 @@ class LongTailLoss(nn.Module):
             raise ValueError(f"logits must be (N, C), got shape {tuple(logits.shape)}")
         losses = self.per_sample(logits, target)
         weight = self._weight
-        if losses.dim() == 2:  # multi-label: per element, weight per class on the last axis
-            if weight is not None:
-                self._check_weight(weight, logits)
-                if weight.device != losses.device:  # once, not every step
-                    self._weight = weight = weight.to(losses.device)
-                losses = losses * weight.to(losses.dtype)
-            if self.reduction == "mean":
-                return losses.mean()
-            return losses.sum() if self.reduction == "sum" else losses
         if weight is None:
-            if self.reduction == "mean":
-                return losses.mean()
-            return losses.sum() if self.reduction == "sum" else losses
+            return self._reduce(losses)
         self._check_weight(weight, logits)
         if weight.device != losses.device:  # once, not every step
             self._weight = weight = weight.to(losses.device)
-        sample_weight = weight.to(losses.dtype)[target]
-        losses = losses * sample_weight
-        if self.reduction == "mean":
-            return losses.sum() / sample_weight.sum()
-        return losses.sum() if self.reduction == "sum" else losses
+        weight = weight.to(losses.dtype)
+        if losses.dim() == 2:  # multi-label: per element, weight per class on the last axis
+            return self._reduce(losses * weight)
+        sample_weight = weight[target]
+        return self._reduce(losses * sample_weight, sample_weight)
+
+    def _reduce(self, losses: Tensor, sample_weight: Tensor | None = None) -> Tensor:
+        """``"mean"`` divides by ``Σ w_y`` with per-sample weights, else by the count."""
+        if self.reduction == "none":
+            return losses
+        if self.reduction == "sum":
+            return losses.sum()
+        return losses.mean() if sample_weight is None else losses.sum() / sample_weight.sum()
 
     def _check_weight(self, weight: Tensor, logits: Tensor) -> None:
         if weight.numel() != logits.shape[-1]:
