@@ -8,13 +8,12 @@ reduction every :class:`~ltlight.losses.LongTailLoss` already applies, so this c
 ``module.loss.weight`` and works with any loss that has a ``weight`` attribute.
 """
 
-import numbers
-
 import lightning as L
 import torch
 
 from ltlight.callbacks._epoch_switch import EpochScheduleCallback, check_epoch
 from ltlight.losses import effective_number, inverse_frequency
+from ltlight.losses.base import check_range
 
 WEIGHTS = ("effective_number", "inverse_frequency")
 
@@ -38,8 +37,7 @@ class DeferredReweighting(EpochScheduleCallback):
         check_epoch("start_epoch", start_epoch)
         if weights not in WEIGHTS:
             raise ValueError(f"weights must be one of {WEIGHTS}, got {weights!r}")
-        if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not 0.0 < beta < 1.0:
-            raise ValueError(f"beta must be in (0, 1), got {beta!r}")
+        check_range("beta", beta, 0.0, 1.0, low_open=True, high_open=True)
         self.start_epoch = start_epoch
         self.weights = weights
         self.beta = beta

@@ -4,11 +4,11 @@ so training starts as cross-entropy (γ = 0) and ends closer to the total-variat
 """
 
 import math
-import numbers
 
 import lightning as L
 
 from ltlight.callbacks._epoch_switch import EpochScheduleCallback, check_epoch
+from ltlight.losses.base import check_range
 
 MODES = ("linear", "cosine")
 
@@ -36,10 +36,7 @@ class TaiLrGammaSchedule(EpochScheduleCallback):
         mode: str = "linear",
     ) -> None:
         for name, value in (("start_gamma", start_gamma), ("end_gamma", end_gamma)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Real):
-                raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {value}")
+            check_range(name, value, 0.0, 1.0)
         check_epoch("start_epoch", start_epoch)
         check_epoch("end_epoch", end_epoch, minimum=start_epoch, minimum_name="start_epoch")
         if mode not in MODES:
