@@ -6,7 +6,12 @@ from ltlight.data.cifar import CIFAR10LTDataModule, CIFAR100LTDataModule
 from ltlight.data.device_loader import DeviceDataLoader, EpochSampler
 from ltlight.data.digits import DigitsLTDataModule
 from ltlight.data.fashion_mnist import FashionMNISTLTDataModule
-from ltlight.data.profiles import PROFILES, long_tail_counts, long_tail_indices
+from ltlight.data.profiles import (
+    PROFILES,
+    long_tail_counts,
+    long_tail_indices,
+    validation_indices,
+)
 
 __all__ = [
     "PROFILES",
@@ -22,4 +27,5 @@ __all__ = [
     "long_tail_counts",
     "long_tail_indices",
     "random_crop_flip",
+    "validation_indices",
 ]
