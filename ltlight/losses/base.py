@@ -201,8 +201,12 @@ class LongTailLoss(nn.Module):
         """Logits whose softmax is the model's predictive distribution (for ECE, reliability).
 
         The identity by default; a loss that trains on a transform of the logits (LDAM's ``s·z``)
-        returns that transform.
+        returns that transform. A sigmoid (``multi_label``) loss trained independent sigmoids:
+        its distribution is the normalised sigmoids ``σ(z_j) / Σ_k σ(z_k)``, i.e. the softmax of
+        ``log σ(z)``, which is returned (not a softmax of the raw ``z``).
         """
+        if self.multi_label:
+            return F.logsigmoid(float_logits(logits))
         return logits
 
     # -- the shared weighting and reduction -------------------------------------------------
