@@ -221,7 +221,7 @@ def test_folder_classes_counts_and_names_come_from_the_training_folder(folder):
     data = ImageFolderLTDataModule(train=folder, num_workers=0)
     assert data.class_names == ["ant", "bee", "cat"] and data.num_classes == 3
     assert data.class_counts == [12, 6, 3]
-    assert data.validation_is_test is False and data.splits["val"] is None
+    assert data.validates_on_test is False and data.splits["val"] is None
 
 
 def test_without_val_a_seeded_balanced_split_is_carved_from_train(folder):
@@ -258,7 +258,7 @@ def test_csv_splits_with_class_names_or_indices(tmp_path):
     with pytest.warns(UserWarning, match="1 test image.* also training"):
         assert data.class_names == ["x", "y"] and data.class_counts == [3, 1]
     assert data.splits["test"].labels.tolist() == [1, 0]
-    assert data.validation_is_test
+    assert data.validates_on_test
 
 
 # -- training through Lightning -------------------------------------------------------------

@@ -167,7 +167,7 @@ class FileLongTailDataModule(LightningDataModule):
         return torch.bincount(train.labels, minlength=self.num_classes).tolist()
 
     @property
-    def validation_is_test(self) -> bool:
+    def validates_on_test(self) -> bool:
         """True when the validation loader serves the test split (no validation list, k = 0)."""
         return self.splits["val"] is None and self.splits["test"] is not None
 
