@@ -1,4 +1,5 @@
-"""Long-tail classification metrics: per-class, balanced and many/medium/few-shot error, and ECE.
+"""Long-tail classification metrics: per-class, balanced and many/medium/few-shot error, and
+calibration (ECE, classwise ECE, NLL, Brier score), overall and per shot group.
 
 One torchmetrics :class:`LongTailMetrics` keeps only sums — per class: correct and total; per
 confidence bin: count, correct and confidence sum — so its memory is ``O(C + bins)`` whatever the
@@ -24,6 +25,17 @@ Definitions (``p`` the predicted probabilities, ``ŷ = argmax p``, ``c = max p``
   saturated float32 softmax — is a bucket of its own), so the two always agree.
 * ``bin_confidence`` / ``bin_accuracy`` / ``bin_count``: the reliability diagram's ``n_bins``
   bins, the last one closed (``c = 1`` merged into it); NaN mean for an empty bin.
+* ``nll``: the mean negative log-likelihood ``−log p_y`` (``p_y`` floored at float32's
+  smallest normal number, so a saturated wrong prediction costs 87.3, not infinity).
+* ``brier``: the mean Brier score ``Σ_j (p_j − 1[y = j])²`` (Brier, 1950; in [0, 2]).
+* ``per_class_calibration_error[j]``: the calibration error of the probability of class ``j``
+  over all samples, ``Σ_b (|B_jb| / N) · |freq_b(y = j) − mean_b(p_j)|`` with ``B_jb`` the
+  samples whose ``p_j`` falls into bin ``b`` (same bins as ``ece``);
+  ``classwise_ece``: its mean over classes (Kull et al., "Beyond temperature scaling",
+  NeurIPS 2019; Nixon et al.'s "static calibration error").
+* ``<group>_shot_ece`` / ``_nll`` / ``_brier``: ECE, NLL and Brier score of the test samples
+  whose true class is in the group; ``<group>_shot_classwise_ece``: the mean of
+  ``per_class_calibration_error`` over the group's classes.
 """
 
 from collections.abc import Sequence
@@ -37,13 +49,16 @@ from ltlight.losses.base import check_class_counts
 #: Names of the shot groups, in the order :func:`shot_groups` numbers them.
 SHOT_GROUPS = ("many", "medium", "few")
 #: The scalar entries of :meth:`LongTailMetrics.compute` (the ones a logger can plot as a line).
+#: Calibration measures computed overall and per shot group.
+CALIBRATION_KEYS = ("ece", "classwise_ece", "nll", "brier")
 SCALAR_KEYS = (
     "error",
     "balanced_error",
     "many_shot_error",
     "medium_shot_error",
     "few_shot_error",
-    "ece",
+    *CALIBRATION_KEYS,
+    *(f"{group}_shot_{key}" for key in CALIBRATION_KEYS for group in SHOT_GROUPS),
 )
 
 
@@ -69,6 +84,91 @@ def shot_groups(
     groups[counts > many_threshold] = 0
     groups[counts < few_threshold] = 2
     return groups
+
+
+def _calibration_update(
+    probs: Tensor, target: Tensor, num_classes: int, n_bins: int
+) -> tuple[Tensor, ...]:
+    """Sums per true class — NLL, Brier, and per confidence bucket: correct, confidence —
+    and per (class, bucket of ``p_class``): probability sum, hits (``y = class``).
+
+    Buckets as :func:`_long_tail_update` (``n_bins + 1``, the last holds ``p = 1``). Flattened
+    ``(class, bucket)`` indices go through ``scatter_add_``: ``C·(n_bins + 1)`` counters,
+    whatever the batch size.
+    """
+    probs = probs.detach().float()
+    buckets = n_bins + 1
+    edges = torch.linspace(0, 1, n_bins + 1, dtype=torch.float32, device=probs.device)
+    confidence, prediction = probs.max(dim=1)
+    correct = prediction.eq(target)
+    p_true = probs.gather(1, target.unsqueeze(1)).squeeze(1)
+    tiny = torch.finfo(torch.float32).tiny
+    nll = -torch.log(p_true.clamp_min(tiny))
+    brier = probs.square().sum(1) - 2 * p_true + 1
+
+    def summed(index: Tensor, values: Tensor, size: int) -> Tensor:
+        out = torch.zeros(size, dtype=values.dtype, device=probs.device)
+        return out.scatter_add_(0, index.flatten(), values.flatten())
+
+    class_nll = summed(target, nll, num_classes)
+    class_brier = summed(target, brier, num_classes)
+    bucket = (torch.bucketize(confidence, edges, right=True) - 1) + target * buckets
+    size = num_classes * buckets
+    class_bin_correct = summed(bucket, correct.long(), size)
+    class_bin_confidence = summed(bucket, confidence, size)
+
+    prob_bucket = torch.bucketize(probs, edges, right=True) - 1
+    prob_bucket += torch.arange(num_classes, device=probs.device) * buckets
+    hits = target.unsqueeze(1) == torch.arange(num_classes, device=probs.device)
+    prob_bin_sum = summed(prob_bucket, probs, size)
+    prob_bin_hits = summed(prob_bucket, hits.long(), size)
+    return (
+        class_nll,
+        class_brier,
+        class_bin_correct,
+        class_bin_confidence,
+        prob_bin_sum,
+        prob_bin_hits,
+    )
+
+
+def _calibration_compute(
+    class_total: Tensor,
+    class_nll: Tensor,
+    class_brier: Tensor,
+    class_bin_correct: Tensor,
+    class_bin_confidence: Tensor,
+    prob_bin_sum: Tensor,
+    prob_bin_hits: Tensor,
+    groups: Tensor | None,
+) -> dict[str, Tensor]:
+    num_classes = class_total.numel()
+    total = class_total.sum().float()
+    per_class_calibration = (prob_bin_hits.float() - prob_bin_sum).view(num_classes, -1).abs().sum(
+        1
+    ) / total
+    results = {
+        "nll": class_nll.sum() / total,
+        "brier": class_brier.sum() / total,
+        "per_class_calibration_error": per_class_calibration,
+        "classwise_ece": per_class_calibration.mean(),
+    }
+    nan = torch.tensor(float("nan"), device=class_total.device)
+    gap = (class_bin_correct.float() - class_bin_confidence).view(num_classes, -1)
+    for index, name in enumerate(SHOT_GROUPS):
+        if groups is None:
+            for key in CALIBRATION_KEYS:
+                results[f"{name}_shot_{key}"] = nan
+            continue
+        member = (groups == index).to(total.dtype)  # a mask product: no host sync for sizes
+        n = (class_total.float() * member).sum()
+        results[f"{name}_shot_ece"] = (gap * member.unsqueeze(1)).sum(0).abs().sum() / n
+        results[f"{name}_shot_nll"] = (class_nll * member).sum() / n
+        results[f"{name}_shot_brier"] = (class_brier * member).sum() / n
+        results[f"{name}_shot_classwise_ece"] = (per_class_calibration * member).sum() / (
+            member.sum()
+        )
+    return results
 
 
 def _long_tail_update(
@@ -169,7 +269,17 @@ def long_tail_metrics(
     check_thresholds(many_threshold, few_threshold)
     counts = None if class_counts is None else _check_counts(class_counts, num_classes)
     states = _long_tail_update(probs, target, num_classes, n_bins)
-    return _long_tail_compute(*states, counts, many_threshold, few_threshold)
+    results = _long_tail_compute(*states, counts, many_threshold, few_threshold)
+    nll, brier, bin_correct, bin_conf, prob_sum, prob_hits = _calibration_update(
+        probs, target, num_classes, n_bins
+    )
+    groups = None if counts is None else shot_groups(counts, many_threshold, few_threshold)
+    results.update(
+        _calibration_compute(
+            states[1], nll, brier, bin_correct, bin_conf, prob_sum, prob_hits, groups
+        )
+    )
+    return results
 
 
 def _check_arguments(num_classes: int, n_bins: int) -> None:
@@ -188,6 +298,17 @@ def _check_counts(class_counts: Sequence[int] | Tensor, num_classes: int) -> Ten
     return counts
 
 
+#: The metric states :func:`_calibration_update` fills, in its order.
+_CALIBRATION_STATES = (
+    "class_nll",
+    "class_brier",
+    "class_bin_correct",
+    "class_bin_confidence",
+    "prob_bin_sum",
+    "prob_bin_hits",
+)
+
+
 class LongTailMetrics(Metric):
     """Overall, per-class, balanced and many/medium/few-shot error, ECE and reliability bins.
 
@@ -196,8 +317,9 @@ class LongTailMetrics(Metric):
     trains — and class indices ``(N,)``. It only accumulates sums on the probabilities' device
     (no ``.item()``, no host sync); ``compute()`` returns the dictionary described in the module
     docstring (keys ``error``, ``balanced_error``, ``per_class_error``, ``many_shot_error``,
-    ``medium_shot_error``, ``few_shot_error``, ``ece``, ``bin_confidence``, ``bin_accuracy``,
-    ``bin_count``; :data:`SCALAR_KEYS` lists the scalar ones).
+    ``medium_shot_error``, ``few_shot_error``, ``ece``, ``classwise_ece``, ``nll``, ``brier``,
+    their per-shot-group forms, ``per_class_calibration_error``, ``bin_confidence``,
+    ``bin_accuracy``, ``bin_count``; :data:`SCALAR_KEYS` lists the scalar ones).
 
     Args:
         num_classes: ``C``.
@@ -243,6 +365,12 @@ class LongTailMetrics(Metric):
             ("bin_count", n_bins + 1, torch.int64),
             ("bin_correct", n_bins + 1, torch.int64),
             ("bin_confidence_sum", n_bins + 1, torch.float32),
+            ("class_nll", num_classes, torch.float32),
+            ("class_brier", num_classes, torch.float32),
+            ("class_bin_correct", num_classes * (n_bins + 1), torch.int64),
+            ("class_bin_confidence", num_classes * (n_bins + 1), torch.float32),
+            ("prob_bin_sum", num_classes * (n_bins + 1), torch.float32),
+            ("prob_bin_hits", num_classes * (n_bins + 1), torch.int64),
         ):
             self.add_state(name, torch.zeros(size, dtype=dtype), dist_reduce_fx="sum")
 
@@ -261,10 +389,16 @@ class LongTailMetrics(Metric):
         self.bin_count += bin_count
         self.bin_correct += bin_correct
         self.bin_confidence_sum += bin_confidence_sum
+        for name, value in zip(
+            _CALIBRATION_STATES,
+            _calibration_update(probs, target, self.num_classes, self.n_bins),
+            strict=True,
+        ):
+            getattr(self, name).add_(value)
 
     def compute(self) -> dict[str, Tensor]:
         """The metric dictionary from everything accumulated since the last ``reset()``."""
-        return _long_tail_compute(
+        results = _long_tail_compute(
             self.class_correct,
             self.class_total,
             self.bin_count,
@@ -274,3 +408,20 @@ class LongTailMetrics(Metric):
             self.many_threshold,
             self.few_threshold,
         )
+        groups = None
+        if self.class_counts is not None:
+            counts = self.class_counts.to(self.class_total.device)
+            groups = shot_groups(counts, self.many_threshold, self.few_threshold)
+        results.update(
+            _calibration_compute(
+                self.class_total,
+                self.class_nll,
+                self.class_brier,
+                self.class_bin_correct,
+                self.class_bin_confidence,
+                self.prob_bin_sum,
+                self.prob_bin_hits,
+                groups,
+            )
+        )
+        return results

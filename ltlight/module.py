@@ -64,6 +64,16 @@ class LongTailModule(L.LightningModule):
         callbacks: the method's schedule (DRW, DRS, a γ schedule): callbacks that belong to the
             method rather than to the run, merged into the trainer's by ``configure_callbacks``.
             A config then says a method in one place.
+        init_weights: a checkpoint (``.ckpt`` of an ltlight run) whose *backbone weights* start
+            this run — stage 2 of decoupled training; its trainer state (epoch, optimiser) is not
+            used. Loaded at the start of ``fit``; a tensor that is missing or has another shape
+            (another architecture or class count) is an error naming it.
+
+    Post-hoc calibration (set by :class:`~ltlight.callbacks.TemperatureScaling`,
+    :class:`~ltlight.callbacks.PostHocLogitAdjustment`, or by hand) lives in buffers saved with
+    the checkpoint: ``temperature`` ``T`` (1.0 until fitted), ``logit_adjustment_tau`` ``τ``
+    (0.0 until set) and the offset ``−τ·log π (+ log q)``. :meth:`predict_proba`, and so every
+    metric and prediction, uses them: ``softmax((z − τ·log π + log q) / T)``.
 
     Subclasses change one step by overriding :meth:`forward` (images → logits),
     :meth:`compute_loss` (logits, target → scalar) or :meth:`predict_proba` (logits →
@@ -88,6 +98,7 @@ class LongTailModule(L.LightningModule):
         channels_last: bool = False,
         compile: bool = False,
         callbacks: list[L.Callback] | None = None,
+        init_weights: str | None = None,
     ) -> None:
         super().__init__()
         if num_classes is not None and num_classes < 2:
@@ -119,6 +130,14 @@ class LongTailModule(L.LightningModule):
             self.backbone.to(memory_format=torch.channels_last)
         if compile:
             self.backbone.compile()
+        self.init_weights = init_weights
+        # Post-hoc calibration: buffers, so they move with the module and live in checkpoints.
+        self.register_buffer("calibration_temperature", torch.ones(()))
+        self.register_buffer("calibration_tau", torch.zeros(()))
+        self.register_buffer("calibration_offset", torch.zeros(0))
+        #: LWS's per-class logit scale ``f`` (``z_j ← f_j · z_j``), created by
+        #: :class:`~ltlight.callbacks.ClassifierRetraining`; ``None`` otherwise.
+        self.class_scale: nn.Parameter | None = None
 
     # -- set-up: class counts reach the loss and the metrics --------------------------------
     def setup(self, stage: str) -> None:
@@ -144,10 +163,51 @@ class LongTailModule(L.LightningModule):
             )
         self.class_counts = counts
 
+        if stage == "fit" and self.init_weights is not None:
+            self.load_backbone_weights(self.init_weights)
+
         num_classes = self._resolve_num_classes(datamodule, counts)
         if self.val_metrics is None:
             self.val_metrics = self._make_metrics(num_classes, counts)
             self.test_metrics = self._make_metrics(num_classes, counts)
+
+    def load_backbone_weights(self, path: str) -> None:
+        """Copy the backbone weights of the checkpoint at ``path`` into this backbone.
+
+        Raises:
+            FileNotFoundError: no file at ``path``.
+            ValueError: a backbone tensor missing from the checkpoint, an extra one, or one with
+                another shape; the message names it.
+        """
+        import os
+
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"init_weights: no checkpoint at {path!r} (the stage-1 run's .ckpt: run stage 1 "
+                "first, or point init_weights at its checkpoint)"
+            )
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        state = checkpoint.get("state_dict", checkpoint)
+        prefix = "backbone."
+        saved = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        own = self.backbone.state_dict()
+        for name, tensor in own.items():
+            if name not in saved:
+                raise ValueError(
+                    f"init_weights: {path} has no tensor backbone.{name} (another architecture?)"
+                )
+            if saved[name].shape != tensor.shape:
+                raise ValueError(
+                    f"init_weights: backbone.{name} has shape {tuple(saved[name].shape)} in "
+                    f"{path} but {tuple(tensor.shape)} here (another architecture or class count)"
+                )
+        extra = sorted(set(saved) - set(own))
+        if extra:
+            raise ValueError(
+                f"init_weights: {path} has backbone tensors this backbone lacks, e.g. "
+                f"backbone.{extra[0]} (another architecture?)"
+            )
+        self.backbone.load_state_dict(saved)
 
     def _resolve_num_classes(self, datamodule: Any, counts: Sequence[int] | None) -> int:
         candidates = {
@@ -181,18 +241,80 @@ class LongTailModule(L.LightningModule):
         """Images → logits ``(N, C)``."""
         if self.channels_last and images.dim() == 4:
             images = images.contiguous(memory_format=torch.channels_last)
-        return self.backbone(images)
+        logits = self.backbone(images)
+        if self.class_scale is not None:
+            logits = logits * self.class_scale
+        return logits
+
+    # -- post-hoc calibration -----------------------------------------------------------------
+    @property
+    def temperature(self) -> float:
+        """``T`` of temperature scaling (1.0 until fitted)."""
+        return float(self.calibration_temperature)
+
+    @temperature.setter
+    def temperature(self, value: float) -> None:
+        if not (isinstance(value, (int, float)) and value > 0 and value < float("inf")):
+            raise ValueError(f"temperature must be a finite number > 0, got {value!r}")
+        self.calibration_temperature.fill_(float(value))
+
+    @property
+    def logit_adjustment_tau(self) -> float:
+        """``τ`` of post-hoc logit adjustment (0.0 until set by :meth:`set_logit_adjustment`)."""
+        return float(self.calibration_tau)
+
+    def set_logit_adjustment(
+        self, tau: float, target_prior: Sequence[float] | Tensor | None = None
+    ) -> None:
+        """Predict with ``z − τ·log π (+ log q)``: ``π`` the training class prior, ``q`` a known
+        test prior (Menon et al., ICLR 2021, eq. 9). ``τ = 0`` without ``q`` removes it.
+
+        Raises:
+            ValueError: ``τ < 0``, a prior that is not positive or has the wrong length, or no
+                training class counts (the module learns them at ``setup`` from the datamodule).
+        """
+        from ltlight.losses.base import check_range
+
+        tau = check_range("tau", tau, 0.0)
+        if self.class_counts is None:
+            raise ValueError(
+                "logit adjustment needs the training class counts: run the module in a Trainer "
+                "with a datamodule that has `class_counts` first"
+            )
+        counts = torch.as_tensor(self.class_counts, dtype=torch.float64)
+        offset = -tau * torch.log(counts / counts.sum())
+        if target_prior is not None:
+            q = torch.as_tensor(target_prior, dtype=torch.float64).flatten()
+            if q.numel() != counts.numel() or not bool(torch.all(q > 0)):
+                raise ValueError(
+                    f"target_prior must have {counts.numel()} positive entries, got {q.tolist()}"
+                )
+            offset = offset + torch.log(q / q.sum())
+        elif tau == 0:
+            offset = offset[:0]
+        self.calibration_tau.fill_(tau)
+        device = self.calibration_offset.device
+        self.calibration_offset = offset.to(device=device, dtype=torch.float32)
+
+    def adjusted_logits(self, logits: Tensor) -> Tensor:
+        """The loss's predictive logits with the post-hoc logit adjustment, before ``T``."""
+        predictive = getattr(self.loss, "predictive_logits", None)
+        if predictive is not None:
+            logits = predictive(logits)
+        logits = logits.float()
+        if self.calibration_offset.numel():
+            logits = logits + self.calibration_offset
+        return logits
 
     def compute_loss(self, logits: Tensor, target: Tensor) -> Tensor:
         """Logits and class indices → the scalar loss that is minimised."""
         return self.loss(logits, target)
 
     def predict_proba(self, logits: Tensor) -> Tensor:
-        """The predictive distribution: softmax of the loss's predictive logits (LDAM: ``s·z``)."""
-        predictive = getattr(self.loss, "predictive_logits", None)
-        if predictive is not None:
-            logits = predictive(logits)
-        return torch.softmax(logits.float(), dim=-1)
+        """The predictive distribution ``softmax((z' − τ·log π + log q) / T)``: ``z'`` the loss's
+        predictive logits (LDAM: ``s·z``; sigmoid losses: ``log σ(z)``), then the post-hoc
+        logit adjustment and temperature (identity until fitted)."""
+        return torch.softmax(self.adjusted_logits(logits) / self.calibration_temperature, dim=-1)
 
     def training_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
         images, target = batch
@@ -225,7 +347,7 @@ class LongTailModule(L.LightningModule):
     def _log_metrics(self, metrics: LongTailMetrics, prefix: str) -> None:
         results = metrics.compute()
         for name in SCALAR_KEYS:
-            if name.endswith("shot_error") and self.class_counts is None:
+            if "_shot_" in name and self.class_counts is None:
                 continue  # shot groups need training counts
             self.log(f"{prefix}/{name}", results[name], prog_bar=name == "balanced_error")
         metrics.reset()
@@ -235,7 +357,8 @@ class LongTailModule(L.LightningModule):
 
     # -- optimisation ------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(self.parameters())
+        # Frozen parameters (decoupled stage 2) stay out of the optimiser and its weight decay.
+        optimizer = self.optimizer_factory(p for p in self.parameters() if p.requires_grad)
         if self.lr_scheduler_factory is None:
             return optimizer
         scheduler = self.lr_scheduler_factory(optimizer)
@@ -254,6 +377,7 @@ class LongTailModule(L.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._prepare_calibration_state(checkpoint.get("state_dict", {}))
         states = checkpoint.get("ltlight_rng_states")
         if states is None:
             return
@@ -265,3 +389,20 @@ class LongTailModule(L.LightningModule):
             (name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached_gaussian)
         )
         random.setstate(states["python"])
+
+    def _prepare_calibration_state(self, state: dict[str, Tensor]) -> None:
+        """Make this module's calibration buffers (and LWS scale) match a checkpoint's, so that
+        checkpoints load whether or not post-hoc calibration was fitted, and from before it
+        existed (then: none)."""
+        defaults = {
+            "calibration_temperature": torch.ones(()),
+            "calibration_tau": torch.zeros(()),
+            "calibration_offset": torch.zeros(0),
+        }
+        for name, default in defaults.items():
+            saved = state.setdefault(name, default)
+            if saved.shape != getattr(self, name).shape:
+                setattr(self, name, torch.zeros_like(saved, device=self.calibration_tau.device))
+        scale = state.get("class_scale")
+        if scale is not None and self.class_scale is None:
+            self.class_scale = nn.Parameter(torch.ones_like(scale, device=self.device))

@@ -304,3 +304,52 @@ def test_digits_lt_trains_end_to_end_with_lightning(tmp_path):
     assert model.total.tolist() == [50.0] * 10  # validation: the whole balanced test set
     balanced_accuracy = float((model.correct / model.total).mean())
     assert balanced_accuracy > 0.85
+
+
+# -- the validation split -----------------------------------------------------------------------
+def test_validation_split_is_balanced_seeded_and_disjoint_from_train_and_test(cifar10_dir):
+    datamodule = CIFAR10LTDataModule(
+        data_dir=cifar10_dir, download=False, seed=3, val_per_class=20, eval_batch_size=1000
+    )
+    # Carved before the long-tailed subset: the head keeps min(5000, 5000 − 20).
+    assert datamodule.class_counts == [4980, *CIFAR10_LT_100[1:]]
+    datamodule.setup("fit")
+    train_images, train_labels = datamodule.train_data
+    val_images, val_labels = datamodule.val_data
+    assert torch.bincount(val_labels).tolist() == [20] * 10
+    assert torch.bincount(train_labels).tolist() == datamodule.class_counts
+    # The fake pixels hold each image's index in the training split: disjoint, both from it.
+    train_index = train_images[:, 1, 0, 0].long() + 256 * train_images[:, 2, 0, 0].long()
+    val_index = val_images[:, 1, 0, 0].long() + 256 * val_images[:, 2, 0, 0].long()
+    assert not set(train_index.tolist()) & set(val_index.tolist())
+    full_labels = torch.tensor(torchvision.datasets.cifar.CIFAR10(cifar10_dir).targets)
+    assert torch.equal(full_labels[val_index], val_labels)
+    # The validation loader serves it, the test loader the whole test split.
+    val_batch = torch.cat([y for _, y in datamodule.val_dataloader()])
+    assert torch.equal(val_batch, val_labels)
+    assert len(torch.cat([y for _, y in datamodule.test_dataloader()])) == 10000
+    # Same seed, same split; another seed, another one with the same counts.
+    again = CIFAR10LTDataModule(data_dir=cifar10_dir, download=False, seed=3, val_per_class=20)
+    again.setup("fit")
+    assert torch.equal(again.val_data[0], val_images)
+    other = CIFAR10LTDataModule(data_dir=cifar10_dir, download=False, seed=4, val_per_class=20)
+    other.setup("fit")
+    assert not torch.equal(other.val_data[0], val_images)
+
+
+def test_without_validation_split_the_test_split_validates(cifar10_dir):
+    datamodule = CIFAR10LTDataModule(data_dir=cifar10_dir, download=False, eval_batch_size=1000)
+    assert datamodule.validates_on_test
+    assert len(torch.cat([y for _, y in datamodule.val_dataloader()])) == 10000
+
+
+def test_val_per_class_larger_than_a_class_pool_is_an_error_naming_the_class(cifar10_dir):
+    with pytest.raises(ValueError, match=r"val_per_class must be an integer in \[0, 5000\)"):
+        CIFAR10LTDataModule(data_dir=cifar10_dir, val_per_class=5000)
+    with pytest.raises(ValueError, match="val_per_class"):
+        DigitsLTDataModule(val_per_class=-1)
+    # A pool that is short for one class (a user's data): the shared helper names it.
+    from ltlight.data.profiles import validation_indices
+
+    with pytest.raises(ValueError, match="'cat'"):
+        validation_indices([0, 0, 0, 1], per_class=1, class_names=["dog", "cat"])

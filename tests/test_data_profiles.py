@@ -5,7 +5,7 @@ import itertools
 import pytest
 import torch
 
-from ltlight.data import long_tail_counts, long_tail_indices
+from ltlight.data import long_tail_counts, long_tail_indices, profiles, validation_indices
 
 
 def official_img_num_per_cls(img_max, cls_num, imb_type, imb_factor):
@@ -131,3 +131,44 @@ PINNED_SEED_0 = [0, 4, 5, 6, 8, 9, 12, 13, 14, 16, 19]
 def test_subset_rejects_counts_larger_than_the_pool():
     with pytest.raises(ValueError, match=r"class_counts\[0\] = 31 but the pool has only 30"):
         long_tail_indices(POOL, [31, *COUNTS[1:]])
+
+
+def test_validation_split_is_balanced_disjoint_and_covers_the_pool():
+    labels = torch.arange(5).repeat_interleave(torch.tensor([30, 20, 12, 9, 7]))
+    train, val = validation_indices(labels, per_class=4, seed=3)
+    assert torch.bincount(labels[val], minlength=5).tolist() == [4] * 5
+    assert set(train.tolist()).isdisjoint(val.tolist())
+    assert sorted(train.tolist() + val.tolist()) == list(range(len(labels)))
+    assert torch.bincount(labels[train], minlength=5).tolist() == [26, 16, 8, 5, 3]
+
+
+def test_validation_split_is_the_first_per_class_of_the_seeded_permutation():
+    """Reference: walk ``randperm(N)`` from ``seed + offset``, taking each class's first k."""
+    labels = torch.randint(0, 6, (200,), generator=torch.Generator().manual_seed(1))
+    seed, k = 11, 3
+    order = torch.randperm(
+        200, generator=torch.Generator().manual_seed(seed + profiles.VALIDATION_SEED_OFFSET)
+    )
+    taken = {c: [] for c in range(6)}
+    for index in order.tolist():
+        c = int(labels[index])
+        if len(taken[c]) < k:
+            taken[c].append(index)
+    expected = sorted(i for chosen in taken.values() for i in chosen)
+    assert validation_indices(labels, k, seed=seed)[1].tolist() == expected
+    assert not torch.equal(validation_indices(labels, k, seed=seed + 1)[1], torch.tensor(expected))
+
+
+def test_validation_split_of_zero_keeps_everything_for_training():
+    train, val = validation_indices([0, 1, 1, 0], per_class=0)
+    assert train.tolist() == [0, 1, 2, 3] and val.numel() == 0
+
+
+def test_validation_split_larger_than_a_class_names_the_class():
+    labels = [0] * 10 + [1] * 3 + [2] * 10
+    with pytest.raises(ValueError, match=r"class 'cat' \(1\): it has 3 images.*must be < 3"):
+        validation_indices(labels, 3, class_names=["ant", "cat", "dog"])
+    with pytest.raises(ValueError, match="val_per_class must be an integer >= 0, got -1"):
+        validation_indices(labels, -1)
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 2\)"):
+        validation_indices(labels, 1, class_names=["ant", "cat"])

@@ -120,10 +120,22 @@ def test_forward_and_backward_run_on_meta_tensors_so_there_is_no_host_sync(loss)
 
 
 @pytest.mark.parametrize("loss", all_losses(), ids=lambda loss: type(loss).__name__)
-def test_predictive_logits_is_identity_except_ldam_which_scales_by_s(loss):
+def test_predictive_logits_is_identity_except_ldam_and_sigmoid_losses(loss):
     logits, _ = batch()
     expected = 30.0 * logits if isinstance(loss, LDAMLoss) else logits
+    if loss.multi_label:  # softmax(log σ(z)) is the normalised sigmoids σ(z_j) / Σ_k σ(z_k)
+        expected = torch.log(torch.sigmoid(logits))
     torch.testing.assert_close(loss.predictive_logits(logits), expected)
+
+
+@pytest.mark.parametrize("loss", [GHMCLoss(), SigmoidFocalLoss()], ids=lambda x: type(x).__name__)
+def test_sigmoid_losses_predict_normalised_sigmoids_not_a_softmax(loss):
+    logits = torch.randn(7, 5, dtype=torch.float64) * 4
+    sigmoid = 1 / (1 + torch.exp(-logits))
+    expected = sigmoid / sigmoid.sum(1, keepdim=True)
+    got = torch.softmax(loss.predictive_logits(logits), dim=-1)
+    torch.testing.assert_close(got, expected)
+    assert not torch.allclose(got, torch.softmax(logits, dim=-1))
 
 
 def test_ldam_predictive_logits_follow_s():

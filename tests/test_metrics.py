@@ -273,6 +273,7 @@ def test_compute_returns_documented_keys_and_shapes():
     assert set(results) == {
         *SCALAR_KEYS,
         "per_class_error",
+        "per_class_calibration_error",
         "bin_confidence",
         "bin_accuracy",
         "bin_count",
@@ -334,3 +335,80 @@ def test_update_on_cuda_never_synchronises_with_the_host():
     assert metric.compute()["ece"].item() == pytest.approx(
         long_tail_metrics(probs.cpu(), target.cpu(), 10)["ece"].item(), abs=1e-6
     )
+
+
+# -- NLL, Brier, classwise ECE (written again here in float64 with plain loops) ---------------
+def _reference_calibration(probs, target, num_classes, n_bins, groups):
+    p = probs.double()
+    n = len(target)
+    tiny = torch.finfo(torch.float32).tiny
+    nll = [-math.log(max(p[i, target[i]].item(), tiny)) for i in range(n)]
+    brier = [
+        sum((p[i, j].item() - (1.0 if j == target[i] else 0.0)) ** 2 for j in range(num_classes))
+        for i in range(n)
+    ]
+
+    def bin_of(value):  # torchmetrics' bins, c = 1 in the last
+        return min(int(value * n_bins), n_bins)
+
+    per_class = []
+    for j in range(num_classes):
+        bins: dict[int, list[tuple[float, float]]] = {}
+        for i in range(n):
+            bins.setdefault(bin_of(p[i, j].item()), []).append(
+                (p[i, j].item(), 1.0 if target[i] == j else 0.0)
+            )
+        per_class.append(
+            sum(abs(sum(h for _, h in m) - sum(q for q, _ in m)) for m in bins.values()) / n
+        )
+    out = {
+        "nll": sum(nll) / n,
+        "brier": sum(brier) / n,
+        "classwise_ece": sum(per_class) / num_classes,
+        "per_class": per_class,
+    }
+    for g, name in enumerate(SHOT_GROUPS):
+        members = [i for i in range(n) if groups[target[i]] == g]
+        classes = [j for j in range(num_classes) if groups[j] == g]
+        out[f"{name}_shot_nll"] = sum(nll[i] for i in members) / len(members)
+        out[f"{name}_shot_brier"] = sum(brier[i] for i in members) / len(members)
+        out[f"{name}_shot_classwise_ece"] = sum(per_class[j] for j in classes) / len(classes)
+        bins = {}
+        for i in members:
+            confidence, prediction = p[i].max(0)
+            bins.setdefault(bin_of(confidence.item()), []).append(
+                (confidence.item(), float(prediction.item() == target[i]))
+            )
+        out[f"{name}_shot_ece"] = sum(
+            abs(sum(c for _, c in m) - sum(q for q, _ in m)) for m in bins.values()
+        ) / len(members)
+    return out
+
+
+def test_nll_brier_classwise_ece_and_shot_groups_match_plain_loops():
+    probs, target = random_predictions(300, NUM_CLASSES, seed=11)
+    target = target.tolist()
+    groups = shot_groups(TRAIN_COUNTS).tolist()
+    expected = _reference_calibration(probs, target, NUM_CLASSES, 10, groups)
+    metric = LongTailMetrics(NUM_CLASSES, class_counts=TRAIN_COUNTS, n_bins=10)
+    for chunk in range(3):  # accumulated over batches
+        rows = slice(100 * chunk, 100 * (chunk + 1))
+        metric.update(probs[rows], torch.tensor(target[rows]))
+    for results in (
+        metric.compute(),
+        long_tail_metrics(probs, torch.tensor(target), NUM_CLASSES, TRAIN_COUNTS, n_bins=10),
+    ):
+        for key, value in expected.items():
+            if key == "per_class":
+                got = results["per_class_calibration_error"].tolist()
+                assert got == pytest.approx(value, abs=1e-5)
+            else:
+                assert results[key].item() == pytest.approx(value, abs=1e-5), key
+
+
+def test_nll_of_a_saturated_wrong_prediction_is_finite():
+    probs = torch.tensor([[1.0, 0.0], [0.5, 0.5]])
+    results = long_tail_metrics(probs, torch.tensor([1, 0]), 2)
+    floor = -math.log(torch.finfo(torch.float32).tiny)
+    assert results["nll"].item() == pytest.approx((floor + math.log(2)) / 2)
+    assert results["brier"].item() == pytest.approx((2.0 + 0.5) / 2)

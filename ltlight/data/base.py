@@ -7,8 +7,14 @@ uint8 ``(N, C, H, W)`` tensor and int64 labels on the CPU. This class then
 
 * computes ``class_counts`` from the profile at construction — before ``setup`` and identically on
   every DDP rank, so losses and callbacks can use them at once;
-* keeps the seeded long-tailed subset of the training split (:func:`long_tail_indices`) and the
-  whole balanced test split, which serves as validation, test and prediction set;
+* with ``val_per_class = k > 0``, carves ``k`` images of every class (seeded,
+  :func:`~ltlight.data.profiles.validation_indices`) from the balanced training pool *before* the
+  long-tailed subset is drawn: a balanced validation split disjoint from train and test, on which
+  checkpoints are selected and post-hoc calibration is fitted. The head class then keeps
+  ``min(n_max, pool − k)`` images (every class: ``min(n_c, max_count − k)``). With ``k = 0``
+  (the papers' protocol) the balanced test split also serves as validation: select nothing;
+* keeps the seeded long-tailed subset of the rest of the training split
+  (:func:`long_tail_indices`) and the whole balanced test split (test and prediction set);
 * builds :class:`~ltlight.data.device_loader.DeviceDataLoader` on the trainer's device
   (``trainer.strategy.root_device``; the CPU without a trainer), sharded by
   ``trainer.global_rank`` / ``trainer.world_size``.
@@ -27,6 +33,7 @@ from ltlight.data.profiles import (
     check_profile,
     long_tail_counts,
     long_tail_indices,
+    validation_indices,
 )
 
 
@@ -41,6 +48,9 @@ class LongTailDataModule(LightningDataModule):
         eval_batch_size: evaluation images per batch (per rank), ≥ 1; ``None``: ``batch_size``.
         seed: the long-tailed subset, the epoch order and the augmentation all derive from it.
         augment: random crop / flip of the training batches (per dataset, see its class).
+        val_per_class: ``k`` ≥ 0 images per class carved from the balanced training pool as the
+            validation split (seeded by ``seed``, disjoint from train and test); ``0``: the test
+            split is also the validation split (the papers' protocol: no model selection).
     """
 
     #: Dataset name, for messages.
@@ -54,6 +64,8 @@ class LongTailDataModule(LightningDataModule):
     #: Zero padding of the random crop (``None``: no crop) and whether to flip, when augmenting.
     crop_padding: ClassVar[int | None] = 4
     flip: ClassVar[bool] = True
+    #: Names of the classes (tables, charts, W&B panels, error messages); ``None``: indices.
+    class_names: ClassVar[tuple[str, ...] | None] = None
 
     def __init__(
         self,
@@ -64,6 +76,7 @@ class LongTailDataModule(LightningDataModule):
         eval_batch_size: int | None = None,
         seed: int = 0,
         augment: bool = True,
+        val_per_class: int = 0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()  # primitive arguments only: checkpoints record the data setup
@@ -81,12 +94,28 @@ class LongTailDataModule(LightningDataModule):
         self.eval_batch_size = int(eval_batch_size) if eval_batch_size is not None else None
         self.seed = seed
         self.augment = augment
-        #: Training images per class of the whole long-tailed training set (head class first).
-        self.class_counts: list[int] = long_tail_counts(
-            self.max_count, self.num_classes, imbalance_ratio, profile, step_fraction
-        )
+        if (
+            isinstance(val_per_class, bool)
+            or not isinstance(val_per_class, numbers.Integral)
+            or not 0 <= val_per_class < self.max_count
+        ):
+            raise ValueError(
+                f"val_per_class must be an integer in [0, {self.max_count}) ({self.name} has "
+                f"{self.max_count} training images per class, one must stay for training), "
+                f"got {val_per_class!r}"
+            )
+        self.val_per_class = int(val_per_class)
+        #: Training images per class of the whole long-tailed training set (head class first);
+        #: with a validation split no class keeps more than ``max_count − val_per_class``.
+        self.class_counts: list[int] = [
+            min(n, self.max_count - self.val_per_class)
+            for n in long_tail_counts(
+                self.max_count, self.num_classes, imbalance_ratio, profile, step_fraction
+            )
+        ]
         #: ``(images, labels)`` on the CPU once :meth:`setup` has run.
         self.train_data: tuple[Tensor, Tensor] | None = None
+        self.val_data: tuple[Tensor, Tensor] | None = None
         self.test_data: tuple[Tensor, Tensor] | None = None
         self._on_device: dict[tuple[str, torch.device], tuple[Tensor, Tensor]] = {}
 
@@ -101,9 +130,13 @@ class LongTailDataModule(LightningDataModule):
 
     # -- LightningDataModule hooks ----------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
-        if stage in (None, "fit") and self.train_data is None:
+        if self.train_data is None and (stage in (None, "fit") or self.val_per_class > 0):
             images, labels = self._load_checked(train=True)
-            keep = long_tail_indices(labels, self.class_counts, seed=self.seed)
+            pool, val = validation_indices(
+                labels, self.val_per_class, seed=self.seed, class_names=self._names_for_errors()
+            )
+            self.val_data = (images[val], labels[val])
+            keep = pool[long_tail_indices(labels[pool], self.class_counts, seed=self.seed)]
             self.train_data = (images[keep], labels[keep])
             counts = torch.bincount(self.train_data[1], minlength=self.num_classes).tolist()
             if counts != self.class_counts:
@@ -113,6 +146,16 @@ class LongTailDataModule(LightningDataModule):
                 )
         if self.test_data is None:
             self.test_data = self._load_checked(train=False)
+
+    def _names_for_errors(self) -> list[str]:
+        if self.class_names is not None and len(self.class_names) == self.num_classes:
+            return list(self.class_names)
+        return [str(c) for c in range(self.num_classes)]
+
+    @property
+    def validates_on_test(self) -> bool:
+        """Whether the validation loader serves the test split (``val_per_class = 0``)."""
+        return self.val_per_class == 0
 
     def _load_checked(self, train: bool) -> tuple[Tensor, Tensor]:
         """:meth:`load_split`, its labels checked once here rather than in every step: a label
@@ -134,7 +177,8 @@ class LongTailDataModule(LightningDataModule):
         return self._loader("train", self.batch_size, shuffle=True, augment=self.augment)
 
     def val_dataloader(self) -> DeviceDataLoader:
-        return self._loader("test", self.eval_batch_size or self.batch_size)
+        split = "test" if self.validates_on_test else "val"
+        return self._loader(split, self.eval_batch_size or self.batch_size)
 
     def test_dataloader(self) -> DeviceDataLoader:
         return self._loader("test", self.eval_batch_size or self.batch_size)
@@ -171,10 +215,10 @@ class LongTailDataModule(LightningDataModule):
 
     def _split_on(self, split: str, device: torch.device) -> tuple[Tensor, Tensor]:
         """The split on ``device``, copied there once and reused by every loader."""
-        data = self.train_data if split == "train" else self.test_data
+        data = {"train": self.train_data, "val": self.val_data, "test": self.test_data}[split]
         if data is None:
             self.setup("fit" if split == "train" else "validate")
-            data = self.train_data if split == "train" else self.test_data
+            data = {"train": self.train_data, "val": self.val_data, "test": self.test_data}[split]
         assert data is not None
         key = (split, device)
         if key not in self._on_device:

@@ -30,6 +30,8 @@ class CIFAR10LTDataModule(LongTailDataModule):
         seed: seeds the long-tailed subset, the epoch order and the augmentation.
         augment: random crop (padding 4) and horizontal flip of the training batches.
         download: download the dataset in ``prepare_data`` if it is not in ``data_dir``.
+        val_per_class: images per class carved from the balanced training split as a balanced
+            validation split (0: the test split validates, the papers' protocol).
     """
 
     name = "CIFAR-10"
@@ -40,6 +42,18 @@ class CIFAR10LTDataModule(LongTailDataModule):
     max_count = 5000
     mean = (0.4914, 0.4822, 0.4465)
     std = (0.2023, 0.1994, 0.2010)
+    class_names = (
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
+    )
 
     def __init__(
         self,
@@ -52,6 +66,7 @@ class CIFAR10LTDataModule(LongTailDataModule):
         seed: int = 0,
         augment: bool = True,
         download: bool = True,
+        val_per_class: int = 0,
     ) -> None:
         super().__init__(
             imbalance_ratio=imbalance_ratio,
@@ -61,6 +76,7 @@ class CIFAR10LTDataModule(LongTailDataModule):
             eval_batch_size=eval_batch_size,
             seed=seed,
             augment=augment,
+            val_per_class=val_per_class,
         )
         self.data_dir = data_dir
         self.download = download
@@ -96,3 +112,4 @@ class CIFAR100LTDataModule(CIFAR10LTDataModule):
     max_count = 500
     mean = (0.5071, 0.4865, 0.4409)
     std = (0.2673, 0.2564, 0.2762)
+    class_names = None

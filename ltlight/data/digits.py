@@ -52,6 +52,8 @@ class DigitsLTDataModule(LongTailDataModule):
         eval_batch_size: evaluation images per batch and rank; ``None``: ``batch_size``.
         seed: seeds the long-tailed subset (not the fixed test split), the order, the augmentation.
         augment: random crop with 1-pixel padding of the training batches (no flip).
+        val_per_class: images per class carved from the training pool as a balanced validation
+            split, < 124 (0: the test split validates).
     """
 
     name = "Digits"
@@ -72,6 +74,7 @@ class DigitsLTDataModule(LongTailDataModule):
         eval_batch_size: int | None = None,
         seed: int = 0,
         augment: bool = False,
+        val_per_class: int = 0,
     ) -> None:
         super().__init__(
             imbalance_ratio=imbalance_ratio,
@@ -81,6 +84,7 @@ class DigitsLTDataModule(LongTailDataModule):
             eval_batch_size=eval_batch_size,
             seed=seed,
             augment=augment,
+            val_per_class=val_per_class,
         )
 
     @property

@@ -39,6 +39,8 @@ class FashionMNISTLTDataModule(LongTailDataModule):
         augment: random crop (padding 2) and horizontal flip of the training batches.
         download: download the dataset in ``prepare_data`` if neither ``data_dir`` nor the
             Debian package's folder has it.
+        val_per_class: images per class carved from the 6,000 of the balanced training split as
+            a balanced validation split (0: the test split validates, the papers' protocol).
     """
 
     name = "Fashion-MNIST"
@@ -49,6 +51,7 @@ class FashionMNISTLTDataModule(LongTailDataModule):
     mean = (0.2860,)
     std = (0.3530,)
     crop_padding = 2
+    class_names = tuple(FashionMNIST.classes)
     #: Where ``apt-get install dataset-fashion-mnist`` puts the gzipped IDX files.
     system_dir: ClassVar[str] = SYSTEM_DIR
 
@@ -63,6 +66,7 @@ class FashionMNISTLTDataModule(LongTailDataModule):
         seed: int = 0,
         augment: bool = True,
         download: bool = True,
+        val_per_class: int = 0,
     ) -> None:
         super().__init__(
             imbalance_ratio=imbalance_ratio,
@@ -72,6 +76,7 @@ class FashionMNISTLTDataModule(LongTailDataModule):
             eval_batch_size=eval_batch_size,
             seed=seed,
             augment=augment,
+            val_per_class=val_per_class,
         )
         self.data_dir = data_dir
         self.download = download

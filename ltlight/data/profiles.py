@@ -126,6 +126,11 @@ def long_tail_indices(
             f"images of class {c}"
         )
 
+    return _first_per_class(labels, counts, available, seed)
+
+
+def _first_per_class(labels: Tensor, counts: Tensor, available: Tensor, seed: int) -> Tensor:
+    """Sorted indices of the first ``counts[c]`` images of class ``c`` in a seeded permutation."""
     permutation = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
     permuted_labels = labels[permutation]
     # Stable sort by class keeps the permutation's order inside each class.
@@ -135,3 +140,72 @@ def long_tail_indices(
     rank_in_class = torch.arange(len(labels)) - class_start[sorted_labels]
     keep = rank_in_class < counts[sorted_labels]
     return torch.sort(permutation[by_class[keep]]).values
+
+
+#: Added to the user seed for the validation draw, so it is independent of the long-tailed subset.
+VALIDATION_SEED_OFFSET = 7919
+
+
+def validation_indices(
+    labels: Tensor | Sequence[int],
+    per_class: int,
+    seed: int = 0,
+    class_names: Sequence[str] | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Split a labelled pool into a balanced, seeded validation set and the rest.
+
+    ``per_class`` images of every class (the first of one permutation seeded with
+    ``seed + VALIDATION_SEED_OFFSET`` on the CPU) form the validation set; the rest stays for
+    training. Carve it from the balanced pool *before* drawing a long-tailed subset, as
+    ImageNet-LT's validation set (20 per class, disjoint from train) was built.
+
+    Args:
+        labels: class index of every image of the pool, shape ``(N,)``, in ``[0, C)`` with ``C``
+            the largest label + 1 (or ``len(class_names)``).
+        per_class: validation images per class, ≥ 0; every class must keep at least one image
+            for training (``per_class < images of the class``).
+        seed: seeds the draw.
+        class_names: names for error messages; ``C = len(class_names)`` when given.
+
+    Returns:
+        ``(train_indices, val_indices)``: sorted int64 CPU indices into ``labels``, disjoint,
+        together covering the pool; ``val_indices`` holds exactly ``per_class`` of each class.
+
+    Raises:
+        ValueError: ``per_class`` not an integer ≥ 0, or a class with ``<= per_class`` images
+            (the message names the class and its count).
+
+    Example:
+        >>> train, val = validation_indices([0, 0, 0, 1, 1, 1], per_class=1, seed=0)
+        >>> len(train), len(val)
+        (4, 2)
+    """
+    if isinstance(per_class, bool) or not isinstance(per_class, numbers.Integral) or per_class < 0:
+        raise ValueError(f"val_per_class must be an integer >= 0, got {per_class!r}")
+    labels = torch.as_tensor(labels).to(device="cpu", dtype=torch.int64)
+    if labels.dim() != 1:
+        raise ValueError(f"labels must be 1-D, got shape {tuple(labels.shape)}")
+    num_classes = len(class_names) if class_names is not None else int(labels.max()) + 1
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise ValueError(
+            f"labels must be in [0, {num_classes}), got values in "
+            f"[{int(labels.min())}, {int(labels.max())}]"
+        )
+    all_indices = torch.arange(len(labels))
+    if per_class == 0:
+        return all_indices, all_indices[:0]
+    available = torch.bincount(labels, minlength=num_classes)
+    short = (available <= per_class).nonzero().flatten().tolist()
+    if short:
+        c = short[0]
+        name = f"{class_names[c]!r} ({c})" if class_names is not None else str(c)
+        raise ValueError(
+            f"val_per_class = {per_class} leaves no training image of class {name}: it has "
+            f"{int(available[c])} images; val_per_class must be < {int(available[c])} "
+            f"({len(short)} class(es) too small)"
+        )
+    counts = torch.full((num_classes,), per_class, dtype=torch.int64)
+    val = _first_per_class(labels, counts, available, seed + VALIDATION_SEED_OFFSET)
+    in_val = torch.zeros(len(labels), dtype=torch.bool)
+    in_val[val] = True
+    return all_indices[~in_val], val

@@ -1,5 +1,6 @@
 """Backbones: the CIFAR ResNets of He et al. (2016) with an optional cosine head, a digits net."""
 
+from ltlight.models.classifier import get_classifier, reset_classifier
 from ltlight.models.digits_net import DigitsNet
 from ltlight.models.normed_linear import NormedLinear
 from ltlight.models.resnet_cifar import (
@@ -18,6 +19,8 @@ __all__ = [
     "DigitsNet",
     "NormedLinear",
     "OptionAShortcut",
+    "get_classifier",
+    "reset_classifier",
     "resnet20",
     "resnet32",
     "resnet44",

@@ -59,3 +59,19 @@ class DigitsNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.linear(self.features(x))
+
+    def get_classifier(self) -> nn.Module:
+        """The head (timm's convention): ``nn.Linear`` or :class:`NormedLinear`."""
+        return self.linear
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """A new head of the same kind for ``num_classes`` classes (timm's convention)."""
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        old = self.linear
+        in_features = old.in_features
+        head = NormedLinear if isinstance(old, NormedLinear) else nn.Linear
+        self.linear = head(in_features, num_classes)
+        weight = next(old.parameters())
+        self.linear.to(device=weight.device, dtype=weight.dtype)
+        self.num_classes = num_classes

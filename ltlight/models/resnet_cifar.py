@@ -120,6 +120,24 @@ class CifarResNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.linear(self.features(x))
 
+    def get_classifier(self) -> nn.Module:
+        """The head (timm's convention): ``nn.Linear`` or :class:`NormedLinear`."""
+        return self.linear
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """A new head of the same kind for ``num_classes`` classes (timm's convention)."""
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        old = self.linear
+        in_features = old.in_features
+        head = NormedLinear if isinstance(old, NormedLinear) else nn.Linear
+        self.linear = head(in_features, num_classes)
+        if isinstance(self.linear, nn.Linear):
+            nn.init.kaiming_normal_(self.linear.weight)
+        weight = next(old.parameters())
+        self.linear.to(device=weight.device, dtype=weight.dtype)
+        self.num_classes = num_classes
+
 
 def resnet20(num_classes: int = 10, in_channels: int = 3, normed: bool = False) -> CifarResNet:
     """ResNet-20 (0.27M parameters with 10 classes)."""
