@@ -215,23 +215,20 @@ def test_condense_error_keeps_the_argument_and_the_reason():
 def test_fit_on_an_image_folder_for_two_epochs_as_a_user_types_it(image_folder_dir, tmp_path):
     """``ltlight fit --config configs/folder/ldam_drw.yaml --data.init_args.train=…``."""
     folder = ROOT / "configs" / "folder" / "ldam_drw.yaml"
-    fit = run_ltlight(
-        "fit", "--config", str(folder), "--trainer.max_epochs=2",
+    data = [
         f"--data.init_args.train={image_folder_dir}/train",
         f"--data.init_args.test={image_folder_dir}/test",
         "--data.init_args.val_per_class=1", "--data.init_args.batch_size=8",
         "--data.init_args.num_workers=2", "--data.init_args.image_size=32",
-        "--data.init_args.resize=36", cwd=tmp_path,
-    )  # fmt: skip
+        "--data.init_args.resize=36",
+    ]  # fmt: skip
+    fit = run_ltlight("fit", "--config", str(folder), "--trainer.max_epochs=2", *data, cwd=tmp_path)
     assert fit.returncode == 0, fit.stderr[-3000:]
-    checkpoints = sorted(tmp_path.glob("runs/folder/**/checkpoints/last.ckpt"))
-    assert len(checkpoints) == 1, list(tmp_path.rglob("*.ckpt"))
+    checkpoints = sorted(tmp_path.glob("runs/folder/**/checkpoints/*.ckpt"))
+    assert {p.name for p in checkpoints} == {"last.ckpt", "best.ckpt"}, checkpoints
     test = run_ltlight(
-        "test", "--config", str(folder), "--trainer.logger=false",
-        f"--data.init_args.train={image_folder_dir}/train",
-        f"--data.init_args.test={image_folder_dir}/test", "--data.init_args.val_per_class=1",
-        "--data.init_args.num_workers=0", "--data.init_args.image_size=32",
-        "--data.init_args.resize=36", f"--ckpt_path={checkpoints[0]}", cwd=tmp_path,
+        "test", "--config", str(folder), "--trainer.logger=false", *data,
+        f"--ckpt_path={checkpoints[1]}", cwd=tmp_path,
     )  # fmt: skip
     assert test.returncode == 0, test.stderr[-3000:]
     assert "test/balanced_error" in test.stdout
