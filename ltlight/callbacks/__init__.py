@@ -6,6 +6,7 @@ from ltlight.callbacks.deferred_reweighting import DeferredReweighting
 from ltlight.callbacks.finite_loss import StopOnNonFiniteLoss
 from ltlight.callbacks.gamma_schedule import TaiLrGammaSchedule
 from ltlight.callbacks.interrupt_checkpoint import InterruptCheckpoint
+from ltlight.callbacks.prediction_writer import PredictionWriter
 from ltlight.callbacks.report import PerClassReport
 
 __all__ = [
@@ -13,6 +14,7 @@ __all__ = [
     "DeferredReweighting",
     "InterruptCheckpoint",
     "PerClassReport",
+    "PredictionWriter",
     "StopOnNonFiniteLoss",
     "TaiLrGammaSchedule",
 ]
