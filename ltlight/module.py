@@ -314,6 +314,16 @@ class LongTailModule(L.LightningModule):
         """Logits and class indices → the scalar loss that is minimised."""
         return self.loss(logits, target)
 
+    def evaluation_loss(self, logits: Tensor, target: Tensor) -> Tensor:
+        """``val/loss`` and ``test/loss``: the plain mean of the loss's unweighted per-sample
+        values — no class weights (DRW sets them for training only), nothing an overridden
+        :meth:`compute_loss` adds — so the figure compares across epochs and schedules. A loss
+        without ``per_sample`` (any ``nn.Module``) is called as it is."""
+        per_sample = getattr(self.loss, "per_sample", None)
+        if per_sample is None:
+            return self.loss(logits, target)
+        return per_sample(logits, target).float().mean()
+
     def predict_proba(self, logits: Tensor) -> Tensor:
         """The predictive distribution ``softmax((z' − τ·log π + log q) / T)``: ``z'`` the loss's
         predictive logits (LDAM: ``s·z``; sigmoid losses: ``log σ(z)``), then the post-hoc
@@ -361,7 +371,7 @@ class LongTailModule(L.LightningModule):
     def _evaluate(self, batch: Sequence[Tensor], metrics: LongTailMetrics, prefix: str) -> None:
         images, target = batch
         logits = self(images)
-        self.log(f"{prefix}/loss", self.compute_loss(logits, target), sync_dist=True)
+        self.log(f"{prefix}/loss", self.evaluation_loss(logits, target), sync_dist=True)
         metrics.update(self.predict_proba(logits), target)
 
     def on_validation_epoch_end(self) -> None:
