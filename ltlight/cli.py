@@ -145,6 +145,11 @@ class SaveConfigOnceStarted(SaveConfigCallback):
     on_fit_start = on_validation_start = on_test_start = on_predict_start = _save
 
 
+class ArgumentValueError(ValueError):
+    """A constructor refused the value of a command-line or config argument (the message is
+    jsonargparse's report, condensed to the argument and the constructor's reason)."""
+
+
 class RunInterrupted(Exception):
     """Training stopped on SIGTERM or Ctrl-C; the message says what was saved where."""
 
@@ -280,6 +285,14 @@ class LongTailCLI(LightningCLI):
                 extra.setdefault("tags", [dataset, method])
                 logger["dict_kwargs"] = extra
 
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except (ValueError, TypeError) as error:
+            if "Union subtypes" not in str(error) and 'Parser key "' not in str(error):
+                raise  # not jsonargparse's report: the constructor's own words
+            raise ArgumentValueError(condense_error(str(error))) from error
+
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         trainer = super().instantiate_trainer(**kwargs)
         for callback in trainer.callbacks:
@@ -383,13 +396,15 @@ def main(args: list[str] | None = None) -> None:
     except USER_ERRORS as error:
         if os.environ.get("LTLIGHT_TRACEBACK"):
             raise
-        # Only a report of jsonargparse that names an argument is condensed; any other error
-        # (a bug, a library's own message) is shown as it is, its cause included.
-        message = str(error)
-        if re.search(r'Parser key "', message):
+        # Only jsonargparse's report on an argument is condensed; any other error (a bug, a
+        # library's own message) is shown as it is, its cause included.
+        message, kind = str(error), type(error).__name__
+        if isinstance(error, ArgumentValueError):
+            kind = type(error.__cause__).__name__
+        elif re.search(r'Parser key "', message):
             message = condense_error(message)
         print(
-            f"{program}: error: {type(error).__name__}: {message}\n"
+            f"{program}: error: {kind}: {message}\n"
             f"(set LTLIGHT_TRACEBACK=1 to see the traceback)",
             file=sys.stderr,
         )
