@@ -404,8 +404,7 @@ def main(args: list[str] | None = None) -> None:
         elif re.search(r'Parser key "', message):
             message = condense_error(message)
         print(
-            f"{program}: error: {kind}: {message}\n"
-            f"(set LTLIGHT_TRACEBACK=1 to see the traceback)",
+            f"{program}: error: {kind}: {message}\n(set LTLIGHT_TRACEBACK=1 to see the traceback)",
             file=sys.stderr,
         )
         sys.exit(2)

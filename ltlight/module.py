@@ -391,8 +391,11 @@ class LongTailModule(L.LightningModule):
     def configure_callbacks(self) -> list[L.Callback]:
         from ltlight.callbacks.finite_loss import StopOnNonFiniteLoss
 
-        callbacks = list(self.method_callbacks)
-        present = [*callbacks, *(self.trainer.callbacks if self._trainer else [])]
+        attached = self.trainer.callbacks if self._trainer else []
+        # Already attached by an earlier fit of this trainer: returning them again would make
+        # Lightning warn that they "override" themselves.
+        callbacks = [c for c in self.method_callbacks if not any(c is a for a in attached)]
+        present = [*self.method_callbacks, *attached]
         if not any(isinstance(callback, StopOnNonFiniteLoss) for callback in present):
             callbacks.append(StopOnNonFiniteLoss())  # a diverged run stops with a clear error
         return callbacks
