@@ -17,7 +17,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from ltlight.losses import CrossEntropyLoss
-from ltlight.losses.base import check_class_counts
+from ltlight.losses.base import check_class_counts, check_range, float_logits
 from ltlight.metrics import SCALAR_KEYS, LongTailMetrics
 from ltlight.optim import paper_sgd
 
@@ -135,6 +135,8 @@ class LongTailModule(L.LightningModule):
         self.register_buffer("calibration_temperature", torch.ones(()))
         self.register_buffer("calibration_tau", torch.zeros(()))
         self.register_buffer("calibration_offset", torch.zeros(0))
+        # τ of τ-normalisation once applied to the classifier's weights; −1: not applied.
+        self.register_buffer("calibration_classifier_tau", -torch.ones(()))
         #: LWS's per-class logit scale ``f`` (``z_j ← f_j · z_j``), created by
         #: :class:`~ltlight.callbacks.ClassifierRetraining`; ``None`` otherwise.
         self.class_scale: nn.Parameter | None = None
@@ -273,8 +275,6 @@ class LongTailModule(L.LightningModule):
             ValueError: ``τ < 0``, a prior that is not positive or has the wrong length, or no
                 training class counts (the module learns them at ``setup`` from the datamodule).
         """
-        from ltlight.losses.base import check_range
-
         tau = check_range("tau", tau, 0.0)
         if self.class_counts is None:
             raise ValueError(
@@ -296,14 +296,16 @@ class LongTailModule(L.LightningModule):
         device = self.calibration_offset.device
         self.calibration_offset = offset.to(device=device, dtype=torch.float32)
 
-    def adjusted_logits(self, logits: Tensor) -> Tensor:
-        """The loss's predictive logits with the post-hoc logit adjustment, before ``T``."""
+    def predictive_logits(self, logits: Tensor) -> Tensor:
+        """The loss's predictive logits (LDAM: ``s·z``; sigmoid losses: ``log σ(z)``)."""
         predictive = getattr(self.loss, "predictive_logits", None)
-        if predictive is not None:
-            logits = predictive(logits)
-        logits = logits.float()
+        return float_logits(logits if predictive is None else predictive(logits))
+
+    def adjusted_logits(self, logits: Tensor) -> Tensor:
+        """The predictive logits with the post-hoc logit adjustment, before ``T``."""
+        logits = self.predictive_logits(logits)  # float64 stays float64 (fitting T, tests)
         if self.calibration_offset.numel():
-            logits = logits + self.calibration_offset
+            logits = logits + self.calibration_offset.to(logits.dtype)
         return logits
 
     def compute_loss(self, logits: Tensor, target: Tensor) -> Tensor:
@@ -314,7 +316,8 @@ class LongTailModule(L.LightningModule):
         """The predictive distribution ``softmax((z' − τ·log π + log q) / T)``: ``z'`` the loss's
         predictive logits (LDAM: ``s·z``; sigmoid losses: ``log σ(z)``), then the post-hoc
         logit adjustment and temperature (identity until fitted)."""
-        return torch.softmax(self.adjusted_logits(logits) / self.calibration_temperature, dim=-1)
+        logits = self.adjusted_logits(logits)
+        return torch.softmax(logits / self.calibration_temperature.to(logits.dtype), dim=-1)
 
     def training_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
         images, target = batch
@@ -398,6 +401,7 @@ class LongTailModule(L.LightningModule):
             "calibration_temperature": torch.ones(()),
             "calibration_tau": torch.zeros(()),
             "calibration_offset": torch.zeros(0),
+            "calibration_classifier_tau": -torch.ones(()),
         }
         for name, default in defaults.items():
             saved = state.setdefault(name, default)
