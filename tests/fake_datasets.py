@@ -139,3 +139,46 @@ def patch_cifar_integrity_check(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
         torchvision.datasets.cifar, "check_integrity", lambda fpath, md5=None: os.path.isfile(fpath)
     )
+
+
+# -- image files ------------------------------------------------------------------------------
+# A code colour per (label, index): channel 0 holds 8·label + 4, channels 1-2 the index in base 32
+# times 8 plus 4. JPEG keeps a flat colour to within ±2, so `read_code` recovers it after any crop,
+# resize and flip (colour jitter off).
+
+
+def code_colour(label: int, index: int) -> tuple[int, int, int]:
+    return (8 * label + 4, 8 * (index % 32) + 4, 8 * (index // 32) + 4)
+
+
+def read_code(pixels: np.ndarray) -> tuple[int, int]:
+    """``(label, index)`` from the mean colour of an image (``(3, H, W)`` or ``(H, W, 3)``)."""
+    mean = pixels.reshape(3, -1).mean(1) if pixels.shape[0] == 3 else pixels.mean((0, 1))
+    label, low, high = (int(v) // 8 for v in mean)
+    return label, low + 32 * high
+
+
+def write_jpeg(path: str, colour: tuple[int, int, int], size: tuple[int, int] = (50, 40)) -> None:
+    """A flat-colour ``size`` (width, height) JPEG at ``path`` (folders created)."""
+    from PIL import Image
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    Image.new("RGB", size, colour).save(path, "JPEG", quality=95)
+
+
+def write_image_folder(
+    root: str, counts: dict[str, int], size: tuple[int, int] = (50, 40), first_index: int = 0
+) -> str:
+    """``root/<class>/<class>_<i>.jpg``: ``counts[class]`` images per class, in name order.
+
+    Image ``k`` (counting over all classes in sorted order from ``first_index``) has the colour
+    ``code_colour(label, k)``; returns ``root``.
+    """
+    index = first_index
+    for label, name in enumerate(sorted(counts)):
+        for i in range(counts[name]):
+            write_jpeg(
+                os.path.join(root, name, f"{name}_{i:04d}.jpg"), code_colour(label, index), size
+            )
+            index += 1
+    return root

@@ -6,6 +6,10 @@ from ltlight.data.cifar import CIFAR10LTDataModule, CIFAR100LTDataModule
 from ltlight.data.device_loader import DeviceDataLoader, EpochSampler
 from ltlight.data.digits import DigitsLTDataModule
 from ltlight.data.fashion_mnist import FashionMNISTLTDataModule
+from ltlight.data.file_base import FileLongTailDataModule
+from ltlight.data.file_loader import FileDataLoader
+from ltlight.data.image_folder import ImageFolderLTDataModule
+from ltlight.data.image_list import ImageList
 from ltlight.data.profiles import (
     PROFILES,
     long_tail_counts,
@@ -21,6 +25,10 @@ __all__ = [
     "DigitsLTDataModule",
     "EpochSampler",
     "FashionMNISTLTDataModule",
+    "FileDataLoader",
+    "FileLongTailDataModule",
+    "ImageFolderLTDataModule",
+    "ImageList",
     "LongTailDataModule",
     "Normalize",
     "crop_flip",

@@ -83,3 +83,66 @@ class Normalize:
 
     def __call__(self, images: Tensor) -> Tensor:
         return torch.addcmul(self.shift, images, self.scale)  # uint8 promotes to float32
+
+
+def _grayscale(images: Tensor) -> Tensor:
+    """Luma ``0.2989 R + 0.587 G + 0.114 B`` (torchvision's weights) of ``(B, 3, H, W)``, 4-D."""
+    r, g, b = images.unbind(1)
+    return (0.2989 * r + 0.587 * g + 0.114 * b).unsqueeze(1)
+
+
+def color_jitter_with(
+    images: Tensor, factors: Tensor, order: Tensor, maximum: float = 1.0
+) -> Tensor:
+    """Brightness, contrast and saturation with given per-image factors, in a per-image order.
+
+    The deterministic core of :func:`color_jitter`, written as torchvision's
+    ``adjust_brightness`` / ``adjust_contrast`` / ``adjust_saturation`` on float images in [0, 1]:
+    brightness ``x·f``; contrast ``f·x + (1−f)·mean(gray(x))``; saturation
+    ``f·x + (1−f)·gray(x)``; each clamped to ``[0, maximum]``.
+
+    Args:
+        images: float ``(B, 3, H, W)`` in ``[0, maximum]``.
+        factors: ``(B, 3)`` factors of brightness, contrast, saturation (1 = unchanged).
+        order: ``(B, 3)`` a permutation of ``(0, 1, 2)`` per image: the operations' order.
+        maximum: the value of white (1 for [0, 1] images, 255 for the uint8 scale).
+    """
+    out = images
+    for step in range(3):
+        for operation in range(3):
+            chosen = (order[:, step] == operation).view(-1, 1, 1, 1)
+            f = factors[:, operation].view(-1, 1, 1, 1)
+            if operation == 0:
+                changed = out * f
+            elif operation == 1:
+                mean = _grayscale(out).mean(dim=(1, 2, 3), keepdim=True)
+                changed = f * out + (1 - f) * mean
+            else:
+                changed = f * out + (1 - f) * _grayscale(out)
+            out = torch.where(chosen, changed.clamp_(0, maximum), out)
+    return out
+
+
+def color_jitter(images: Tensor, strength: float, generator: torch.Generator) -> Tensor:
+    """torchvision's ``ColorJitter(brightness=s, contrast=s, saturation=s)`` for a whole batch.
+
+    As Kang et al. (ICLR 2020) use it on ImageNet-LT / Places-LT (``s = 0.4``, no hue): every
+    image draws its own factors, uniform in ``[max(0, 1−s), 1+s]``, and its own order of the three
+    operations (torchvision permutes them per call too). All random numbers come from
+    ``generator`` (on ``images.device``), so a batch's jitter is a pure function of its seed.
+
+    Args:
+        images: uint8 ``(B, 3, H, W)``.
+        strength: ``s`` ≥ 0; 0 returns the images as float unchanged.
+
+    Returns:
+        float32 ``(B, 3, H, W)`` on the uint8 scale [0, 255] (what :class:`Normalize` takes).
+    """
+    out = images.float()
+    if strength == 0 or len(images) == 0:
+        return out
+    batch, device = images.shape[0], images.device
+    low, high = max(0.0, 1.0 - strength), 1.0 + strength
+    factors = torch.rand(batch, 3, generator=generator, device=device) * (high - low) + low
+    order = torch.rand(batch, 3, generator=generator, device=device).argsort(dim=1)
+    return color_jitter_with(out, factors, order, maximum=255.0)

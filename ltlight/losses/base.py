@@ -1,21 +1,31 @@
-"""The one mechanism every loss shares: per-class weight, reduction and class counts.
+"""The one mechanism every loss shares: per-class weight, ignored targets, reduction, class counts.
 
-A loss computes its per-sample values ``ℓ_i`` in :meth:`LongTailLoss.per_sample`; this base class
-applies the per-class weight and the reduction exactly as ``F.cross_entropy(weight=...)`` does:
+A loss says what its per-sample value ``ℓ_i`` is, in one of two ways:
 
-* ``"none"``: ``w_{y_i} · ℓ_i``
-* ``"sum"``:  ``Σ_i w_{y_i} · ℓ_i``
-* ``"mean"``: ``Σ_i w_{y_i} · ℓ_i / Σ_i w_{y_i}`` (the weighted mean; with DRW this *is* the
-  learning-rate re-normalisation of Cao et al. 2019, Algorithm 1)
+* :meth:`LongTailLoss.cross_entropy_logits` — the logits whose softmax cross-entropy *is* ``ℓ_i``
+  (cross-entropy, LDAM, logit-adjusted, balanced softmax). The base class then hands them to
+  ``F.cross_entropy`` with the weight, ``ignore_index`` and reduction: torch's own fused kernel;
+* :meth:`LongTailLoss.per_sample` — ``ℓ_i`` itself (focal, TaiLr, the hinge, sigmoid losses).
+
+Either way the result is exactly what ``F.cross_entropy(weight=w, ignore_index=k, reduction=...)``
+computes, with ``v_i = 0`` for a sample whose target is ``ignore_index`` and ``v_i = 1`` otherwise:
+
+* ``"none"``: ``v_i · w_{y_i} · ℓ_i`` (0 for an ignored sample)
+* ``"sum"``:  ``Σ_i v_i · w_{y_i} · ℓ_i``
+* ``"mean"``: ``Σ_i v_i · w_{y_i} · ℓ_i / Σ_i v_i · w_{y_i}`` (the weighted mean; with DRW this *is*
+  the learning-rate re-normalisation of Cao et al. 2019, Algorithm 1; NaN if every sample is
+  ignored, as in torch)
 
 Losses on sigmoid outputs (multi-label) return ``ℓ_ic`` shaped like the logits; there the weight
-is per class on the last axis and ``"mean"`` is the plain mean of the weighted elements
-(torchvision's convention). DRW and every other re-balancing callback therefore work with a new
-loss without knowing anything about it.
+is per class on the last axis, an ignored sample (class-index targets only) drops its whole row,
+and ``"mean"`` is the plain mean over the remaining elements (torchvision's convention). DRW and
+every other re-balancing callback therefore work with a new loss without knowing anything about
+it.
 """
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -88,6 +98,15 @@ def float_logits(logits: Tensor) -> Tensor:
     return logits.float()
 
 
+def index_target(target: Tensor, num_classes: int) -> Tensor:
+    """``target`` with every entry in ``[0, num_classes)``, for indexing per-class tensors.
+
+    An ignored sample's entry (``ignore_index``, e.g. −100) becomes a valid class; its value is
+    then computed for nothing and dropped by the shared reduction. No comparison, no host sync.
+    """
+    return target.clamp(0, num_classes - 1)
+
+
 def dense_target(logits: Tensor, target: Tensor) -> Tensor:
     """Targets of a sigmoid (multi-label) loss shaped like ``logits``, in their dtype.
 
@@ -96,7 +115,8 @@ def dense_target(logits: Tensor, target: Tensor) -> Tensor:
     if target.shape == logits.shape:
         return target.to(logits.dtype)
     if target.dim() == 1 and target.shape[0] == logits.shape[0] and not target.is_floating_point():
-        return F.one_hot(target, logits.shape[-1]).to(logits.dtype)
+        # ignored samples (ignore_index) get a valid row here; the reduction drops it
+        return F.one_hot(index_target(target, logits.shape[-1]), logits.shape[-1]).to(logits.dtype)
     raise ValueError(
         f"target must be class indices of shape ({logits.shape[0]},) or a float tensor shaped "
         f"like the logits {tuple(logits.shape)}, got shape {tuple(target.shape)} "
@@ -105,76 +125,112 @@ def dense_target(logits: Tensor, target: Tensor) -> Tensor:
 
 
 class LongTailLoss(nn.Module):
-    """Base class: subclasses implement :meth:`per_sample` and nothing else.
+    """Base class: a subclass implements :meth:`cross_entropy_logits` or :meth:`per_sample`.
+
+    Constants a loss derives from the class counts (LDAM's margins, the log-prior) are named in
+    ``count_constants`` and computed by :meth:`derive_from_counts`; the base class keeps them as
+    non-persistent buffers (``.to()`` moves them, checkpoints load whether or not counts were
+    set) and fills them once counts are known — also when they come through this constructor,
+    before the subclass has set its own arguments: they are derived when first read.
 
     Args:
         weight: per-class weight ``w`` (length C) or ``None``; may be set later
             (``loss.weight = w``), which is what :class:`~ltlight.callbacks.DeferredReweighting`
-            does.
+            does. A non-persistent buffer: it moves with ``.to()`` / ``.double()``.
         reduction: ``"mean"`` (weighted mean), ``"sum"`` or ``"none"``.
         class_counts: training samples per class; only losses with ``requires_class_counts``
             need them, and :class:`~ltlight.LongTailModule` hands them over from the datamodule.
+        ignore_index: a target value whose samples contribute nothing (torch's convention, −100).
+
+    Example:
+        >>> import torch
+        >>> from ltlight.losses import CrossEntropyLoss
+        >>> logits, target = torch.zeros(3, 4), torch.tensor([0, -100, 2])
+        >>> round(float(CrossEntropyLoss(weight=[1.0, 1.0, 3.0, 1.0])(logits, target)), 4)
+        1.3863
     """
 
     #: Set by subclasses whose formula uses the class counts (LDAM, logit-adjusted, ...).
     requires_class_counts: bool = False
     #: ``True`` for losses on independent sigmoids (``ℓ`` per element, float targets allowed).
     multi_label: bool = False
+    #: Names of the buffers :meth:`derive_from_counts` fills.
+    count_constants: tuple[str, ...] = ()
 
     def __init__(
         self,
         weight: Tensor | Sequence[float] | None = None,
         reduction: str = "mean",
-        class_counts: Sequence[int] | None = None,
+        class_counts: Sequence[int] | Tensor | None = None,
+        ignore_index: int = -100,
     ) -> None:
         super().__init__()
         if reduction not in REDUCTIONS:
             raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+        if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
+            raise ValueError(f"ignore_index must be an integer, got {ignore_index!r}")
         self.reduction = reduction
+        self.ignore_index = ignore_index
+        # Empty means "no weight"; a tensor either way, so it always sits on the module's device.
+        self.register_buffer("_weight", torch.empty(0), persistent=False)
         self.weight = weight
+        for name in self.count_constants:
+            self.register_buffer(name, torch.empty(0), persistent=False)
+        self._cross_entropy_form = type(self).per_sample is LongTailLoss.per_sample
         self.class_counts: Tensor | None = None
+        self._constants_pending = False
         if class_counts is not None:
-            self.set_class_counts(class_counts)
+            self.class_counts = check_class_counts(class_counts)
+            # The subclass's own arguments (max_m, tau) are set after this constructor returns.
+            self._constants_pending = bool(self.count_constants)
 
     # -- per-class weight -------------------------------------------------------------------
     @property
     def weight(self) -> Tensor | None:
-        return self._weight
+        weight = self._weight
+        return None if weight.numel() == 0 else weight
 
     @weight.setter
     def weight(self, value: Tensor | Sequence[float] | None) -> None:
+        current = self._buffers["_weight"]
+        # float32 at least: under .half() / bf16-true the weights would lose their small ratios
+        dtype = current.dtype if current.dtype == torch.float64 else torch.float32
         if value is None:
-            self._weight = None
+            self._weight = torch.empty(0, dtype=dtype, device=current.device)
             return
-        weight = torch.as_tensor(value, dtype=torch.get_default_dtype())
-        if weight.dim() != 1:
-            raise ValueError(f"weight must be 1-D (one value per class), got {tuple(weight.shape)}")
+        weight = torch.as_tensor(value).detach()
+        if weight.dim() != 1 or weight.numel() == 0:
+            raise ValueError(
+                f"weight must be 1-D (one value per class), got shape {tuple(weight.shape)}"
+            )
         if not bool(torch.all(torch.isfinite(weight) & (weight >= 0))):
             raise ValueError(f"weight must be finite and >= 0, got {weight.tolist()}")
-        self._weight = weight
+        self._weight = weight.to(device=current.device, dtype=dtype)
 
     # -- class counts -----------------------------------------------------------------------
     def set_class_counts(self, class_counts: Sequence[int] | Tensor) -> None:
-        """Give the loss the training class counts ``n_j``.
-
-        Subclasses derive their constants here (as non-persistent buffers, so ``.to(device)``
-        moves them and a checkpoint loads whether or not counts were set) and call ``super()``.
-        """
+        """Give the loss the training class counts ``n_j``; fills the ``count_constants``."""
         self.class_counts = check_class_counts(class_counts)
+        self._fill_constants()
 
-    def _register_derived(self, name: str) -> None:
-        """Declare a constant derived from the class counts (margins, log-priors).
+    def derive_from_counts(self, counts: Tensor) -> dict[str, Tensor]:
+        """The constants named in ``count_constants`` from the float64 class counts."""
+        return {}
 
-        A non-persistent buffer: ``module.to(device)`` moves it, and a checkpoint loads whether
-        or not counts were set when it was saved. It starts empty so that it already sits on
-        the module's device and dtype when :meth:`set_class_counts` fills it.
-        """
-        self.register_buffer(name, torch.empty(0), persistent=False)
+    def _fill_constants(self) -> None:
+        self._constants_pending = False
+        if self.class_counts is None or not self.count_constants:
+            return
+        derived = self.derive_from_counts(self.class_counts.to(torch.float64))
+        for name in self.count_constants:
+            current = self._buffers[name]
+            self._buffers[name] = derived[name].to(device=current.device, dtype=current.dtype)
 
-    def _set_derived(self, name: str, value: Tensor) -> None:
-        """Fill the derived buffer ``name`` on the device and in the dtype it already has."""
-        current = getattr(self, name)
-        setattr(self, name, value.to(device=current.device, dtype=current.dtype))
+    def __getattr__(self, name: str) -> Any:
+        # Buffers are reached through here: derive constants pending from the constructor.
+        if name in type(self).count_constants and self.__dict__.get("_constants_pending"):
+            self._fill_constants()
+        return super().__getattr__(name)
 
     def _counts_for(self, logits: Tensor) -> Tensor:
         """The class counts, checked against the logits' class dimension (a shape check only)."""
@@ -192,10 +248,23 @@ class LongTailLoss(nn.Module):
             )
         return self.class_counts
 
-    # -- what subclasses write --------------------------------------------------------------
+    # -- what subclasses write (one of the two) ---------------------------------------------
+    def cross_entropy_logits(self, logits: Tensor, target: Tensor) -> Tensor:
+        """Logits ``u`` with ``ℓ_i = −log softmax(u_i)_{y_i}``; the identity is cross-entropy."""
+        return float_logits(logits)
+
     def per_sample(self, logits: Tensor, target: Tensor) -> Tensor:
-        """Unweighted, unreduced loss ``ℓ_i`` of shape ``(N,)`` (or ``(N, C)`` if multi-label)."""
-        raise NotImplementedError
+        """Unweighted, unreduced loss ``ℓ_i`` of shape ``(N,)`` (or ``(N, C)`` if multi-label).
+
+        A sample whose target is ``ignore_index`` may get any finite value (index per-class
+        tensors with :func:`index_target`): the reduction drops it.
+        """
+        return F.cross_entropy(
+            self.cross_entropy_logits(logits, target),
+            target,
+            reduction="none",
+            ignore_index=self.ignore_index,
+        )
 
     def predictive_logits(self, logits: Tensor) -> Tensor:
         """Logits whose softmax is the model's predictive distribution (for ECE, reliability).
@@ -213,33 +282,56 @@ class LongTailLoss(nn.Module):
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         if logits.dim() != 2:
             raise ValueError(f"logits must be (N, C), got shape {tuple(logits.shape)}")
+        weight = self._weight_for(logits)
+        if self._cross_entropy_form:  # torch's fused kernel does weight, ignore and reduction
+            return F.cross_entropy(
+                self.cross_entropy_logits(logits, target),
+                target,
+                weight=weight,
+                ignore_index=self.ignore_index,
+                reduction=self.reduction,
+            )
         losses = self.per_sample(logits, target)
-        weight = self._weight
-        if weight is None:
-            return self._reduce(losses)
-        self._check_weight(weight, logits)
-        if weight.device != losses.device:  # once, not every step
-            self._weight = weight = weight.to(losses.device)
-        weight = weight.to(losses.dtype)
-        if losses.dim() == 2:  # multi-label: per element, weight per class on the last axis
-            return self._reduce(losses * weight)
-        sample_weight = weight[target]
-        return self._reduce(losses * sample_weight, sample_weight)
+        if losses.dim() == 2:
+            return self._reduce_elements(losses, target, weight)
+        # v_i·w_{y_i} in one kernel that treats ignore_index (and bad targets) exactly as
+        # cross_entropy does: nll_loss picks −input[i, y_i] from the broadcast weight row.
+        per_class = weight if weight is not None else losses.new_ones(())
+        sample_weight = F.nll_loss(
+            per_class.expand(losses.shape[0], logits.shape[-1]),
+            target,
+            ignore_index=self.ignore_index,
+            reduction="none",
+        ).neg_()
+        if self.reduction == "none":
+            return losses * sample_weight
+        total = torch.dot(losses, sample_weight)
+        return total if self.reduction == "sum" else total / sample_weight.sum()
 
-    def _reduce(self, losses: Tensor, sample_weight: Tensor | None = None) -> Tensor:
-        """``"mean"`` divides by ``Σ w_y`` with per-sample weights, else by the count."""
+    def _reduce_elements(self, losses: Tensor, target: Tensor, weight: Tensor | None) -> Tensor:
+        """Multi-label: weight per class on the last axis; an ignored sample drops its row."""
+        if weight is not None:
+            losses = losses * weight.to(losses.dtype)
+        if target.dim() == 1:  # class indices: rows of ignored samples count for nothing
+            kept = target.ne(self.ignore_index).to(losses.dtype)
+            losses = losses * kept.unsqueeze(1)
+            if self.reduction == "mean":
+                return losses.sum() / (kept.sum() * losses.shape[1])
         if self.reduction == "none":
             return losses
-        if self.reduction == "sum":
-            return losses.sum()
-        return losses.mean() if sample_weight is None else losses.sum() / sample_weight.sum()
+        return losses.sum() if self.reduction == "sum" else losses.mean()
 
-    def _check_weight(self, weight: Tensor, logits: Tensor) -> None:
+    def _weight_for(self, logits: Tensor) -> Tensor | None:
+        weight = self.weight
+        if weight is None:
+            return None
         if weight.numel() != logits.shape[-1]:
             raise ValueError(
                 f"{type(self).__name__}.weight has {weight.numel()} entries but the logits have "
                 f"{logits.shape[-1]} classes"
             )
+        return weight.to(float_logits(logits).dtype)
 
     def extra_repr(self) -> str:
-        return f"reduction={self.reduction!r}"
+        ignore = "" if self.ignore_index == -100 else f", ignore_index={self.ignore_index}"
+        return f"reduction={self.reduction!r}{ignore}"

@@ -6,7 +6,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ltlight.losses.base import LongTailLoss, check_range, dense_target, float_logits
+from ltlight.losses.base import (
+    LongTailLoss,
+    check_range,
+    dense_target,
+    float_logits,
+    index_target,
+)
 
 
 def _modulating_factor(one_minus_p: Tensor, gamma: float) -> Tensor:
@@ -40,6 +46,7 @@ class FocalLoss(LongTailLoss):
         alpha: per-class balance factor (length C, each ≥ 0), or ``None`` for none.
         weight: per-class weight ``w`` (length C) or ``None``; settable later (DRW).
         reduction: ``"mean"`` (weighted mean), ``"sum"`` or ``"none"``.
+        ignore_index: a target value whose samples contribute nothing (torch's −100).
     """
 
     def __init__(
@@ -48,8 +55,9 @@ class FocalLoss(LongTailLoss):
         alpha: Sequence[float] | None = None,
         weight: Tensor | Sequence[float] | None = None,
         reduction: str = "mean",
+        ignore_index: int = -100,
     ) -> None:
-        super().__init__(weight=weight, reduction=reduction)
+        super().__init__(weight=weight, reduction=reduction, ignore_index=ignore_index)
         self.gamma = check_range("gamma", gamma, 0.0)
         if alpha is not None:
             try:
@@ -70,7 +78,7 @@ class FocalLoss(LongTailLoss):
 
     def per_sample(self, logits: Tensor, target: Tensor) -> Tensor:
         z = float_logits(logits)
-        loss = F.cross_entropy(z, target, reduction="none")  # −log p_t
+        loss = F.cross_entropy(z, target, reduction="none", ignore_index=self.ignore_index)
         if self.gamma != 0.0:
             loss = _modulating_factor(-torch.expm1(-loss), self.gamma) * loss
         if self.alpha is not None:
@@ -79,7 +87,8 @@ class FocalLoss(LongTailLoss):
                     f"FocalLoss has alpha for {self.alpha.numel()} classes but the logits have "
                     f"{z.shape[-1]} classes"
                 )
-            loss = self.alpha.to(device=z.device, dtype=z.dtype).index_select(0, target) * loss
+            alpha_t = self.alpha.to(z.dtype).index_select(0, index_target(target, z.shape[-1]))
+            loss = alpha_t * loss
         return loss
 
     def extra_repr(self) -> str:
@@ -103,6 +112,7 @@ class SigmoidFocalLoss(LongTailLoss):
         gamma: focusing parameter ``γ`` ≥ 0; paper 2.
         weight: per-class weight on the last axis (length C) or ``None``.
         reduction: ``"mean"`` (mean over elements), ``"sum"`` or ``"none"`` (shape ``(N, C)``).
+        ignore_index: with class-index targets, a value whose samples (rows) contribute nothing.
     """
 
     multi_label = True
@@ -113,8 +123,9 @@ class SigmoidFocalLoss(LongTailLoss):
         gamma: float = 2.0,
         weight: Tensor | Sequence[float] | None = None,
         reduction: str = "mean",
+        ignore_index: int = -100,
     ) -> None:
-        super().__init__(weight=weight, reduction=reduction)
+        super().__init__(weight=weight, reduction=reduction, ignore_index=ignore_index)
         self.alpha = None if alpha is None else check_range("alpha", alpha, 0.0, 1.0)
         self.gamma = check_range("gamma", gamma, 0.0)
 

@@ -24,6 +24,15 @@ def _count_per_bin(bin_of_element: Tensor, bins: int) -> tuple[Tensor, Tensor]:
     return index, counts.scatter_add_(0, index, torch.ones_like(index))
 
 
+def _distributed() -> bool:
+    """Whether this process is one of several in a ``torch.distributed`` job."""
+    return (
+        torch.distributed.is_available()
+        and torch.distributed.is_initialized()
+        and torch.distributed.get_world_size() > 1
+    )
+
+
 def _float32_floor_is_exact(bins: int) -> bool:
     """Whether ``floor(g·bins)`` in float32 puts every ``g`` in [0, 1] in mmdetection's bin.
 
@@ -62,6 +71,10 @@ class GHMCLoss(LongTailLoss):
     training loop): in eval mode the weights are computed the same way, with the would-be
     updated densities, but the buffer is left unchanged, so validation does not shift the
     training statistics. ``ema_counts`` is a persistent buffer: it is saved in checkpoints.
+    Under DDP (``torch.distributed`` initialised, training mode) the bin counts are summed over
+    the ranks before they are used, so ``β`` and the EMA are those of one process seeing the
+    whole global batch, identical on every rank (evaluation keeps each rank's own counts: its
+    shards may have different numbers of batches, and a collective there could wait forever).
 
     Paper: Li, Liu, Wang, "Gradient Harmonized Single-stage Detector", AAAI 2019. Where the
     official code (mmdetection ``GHMC``) differs: it loops over the bins in Python with an
@@ -72,14 +85,16 @@ class GHMCLoss(LongTailLoss):
     ``edges[i] <= g < edges[i+1]`` — and all counts from one ``bincount`` (on CUDA, where
     bincount syncs with the host, one ``scatter_add_``); ``β`` enters as BCE's ``weight``. Float
     targets outside [0, 1] (``g > 1``, invalid for BCE) are counted in the last bin, where
-    mmdetection leaves them out; mmdetection's ``label_weight`` (ignored elements) has no
-    counterpart (use the per-class ``weight``).
+    mmdetection leaves them out; mmdetection's ``label_weight`` (ignored elements) has the
+    per-class ``weight`` and, for class-index targets, ``ignore_index`` (a row left out of the
+    counts, ``tot`` and the mean) as counterparts.
 
     Args:
         bins: number of bins ≥ 1; paper 30 for detection, mmdetection default 10.
         momentum: EMA momentum in [0, 1); 0 uses the current batch's counts only.
         weight: per-class weight on the last axis (length C) or ``None``.
         reduction: ``"mean"`` (over elements), ``"sum"`` or ``"none"`` (shape ``(N, C)``).
+        ignore_index: with class-index targets, a value whose samples (rows) contribute nothing.
     """
 
     multi_label = True
@@ -90,8 +105,9 @@ class GHMCLoss(LongTailLoss):
         momentum: float = 0.0,
         weight: Tensor | Sequence[float] | None = None,
         reduction: str = "mean",
+        ignore_index: int = -100,
     ) -> None:
-        super().__init__(weight=weight, reduction=reduction)
+        super().__init__(weight=weight, reduction=reduction, ignore_index=ignore_index)
         if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
             raise ValueError(f"bins must be an integer >= 1, got {bins!r}")
         self.bins = bins
@@ -102,12 +118,18 @@ class GHMCLoss(LongTailLoss):
     def per_sample(self, logits: Tensor, target: Tensor) -> Tensor:
         x = float_logits(logits)
         y = dense_target(x, target)
+        kept = target.ne(self.ignore_index) if target.dim() == 1 else None
         with torch.no_grad():
-            beta = self._harmonizing_weights(torch.sigmoid(x).sub_(y).abs_(), x.numel())
+            beta = self._harmonizing_weights(torch.sigmoid(x).sub_(y).abs_(), kept)
         return F.binary_cross_entropy_with_logits(x, y, weight=beta, reduction="none")
 
-    def _harmonizing_weights(self, g: Tensor, tot: int) -> Tensor:
-        """``β = tot / density(bin) / n`` for every element of ``g = |σ(x) − y|``."""
+    def _harmonizing_weights(self, g: Tensor, kept: Tensor | None) -> Tensor:
+        """``β = tot / density(bin) / n`` for every element of ``g = |σ(x) − y|``.
+
+        ``kept`` marks the rows not ignored (class-index targets); the others go to an extra,
+        uncounted bin. In training under ``torch.distributed`` the counts are all-reduced, so
+        every rank sees the histogram of the whole global batch (and keeps the same EMA).
+        """
         bins = self.bins
         g = torch.nan_to_num_(g)  # NaN logits: bin 0 (their loss is NaN anyway)
         if self._floor_is_exact and g.dtype == torch.float32:
@@ -121,8 +143,15 @@ class GHMCLoss(LongTailLoss):
             lower, upper = guess / bins, (guess + 1) / bins
             index = guess.add_((g - lower).floor_()).add_((g - upper).floor_()).add_(1)
             index = index.clamp_max_(bins - 1)  # g = 1 is in the last bin
-        index, counts = _count_per_bin(index.flatten(), bins)
-        counts = counts.to(g.dtype)
+        if kept is not None:  # ignored rows: counted in an extra bin, then looked up anywhere
+            index = index.masked_fill_(~kept.unsqueeze(1), bins)
+        index, counts = _count_per_bin(index.flatten(), bins + 1)
+        if kept is not None:
+            index = index.clamp_max_(bins - 1)  # their β is dropped by the reduction
+        counts = counts[:bins].to(g.dtype)
+        if self.training and _distributed():
+            torch.distributed.all_reduce(counts)
+        tot = counts.sum()
 
         nonempty = counts > 0
         num_nonempty = nonempty.sum().clamp_min_(1).to(g.dtype)

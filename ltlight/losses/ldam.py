@@ -3,16 +3,16 @@
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from ltlight.losses.base import LongTailLoss, check_range, float_logits
+from ltlight.losses.base import LongTailLoss, check_range, float_logits, index_target
 
 
 class _Margins(LongTailLoss):
     """Shared by both LDAM losses: the per-class margins ``Δ_j`` from the class counts."""
 
     requires_class_counts = True
+    count_constants = ("margins",)
 
     def __init__(
         self,
@@ -20,23 +20,20 @@ class _Margins(LongTailLoss):
         max_m: float,
         weight: Tensor | Sequence[float] | None,
         reduction: str,
+        ignore_index: int,
     ) -> None:
-        super().__init__(weight=weight, reduction=reduction)
+        super().__init__(weight, reduction, class_counts, ignore_index)
         self.max_m = check_range("max_m", max_m, 0.0, low_open=True)
-        self._register_derived("margins")
-        if class_counts is not None:
-            self.set_class_counts(class_counts)
 
-    def set_class_counts(self, class_counts: Sequence[int] | Tensor) -> None:
-        """Set ``n_j`` and derive ``Δ_j = C / n_j^{1/4}`` with ``max_j Δ_j = max_m``."""
-        super().set_class_counts(class_counts)
-        margins = self.class_counts.to(torch.float64).pow(-0.25)
-        self._set_derived("margins", margins * (self.max_m / margins.max()))
+    def derive_from_counts(self, counts: Tensor) -> dict[str, Tensor]:
+        """``Δ_j = C / n_j^{1/4}`` with ``max_j Δ_j = max_m``."""
+        margins = counts.pow(-0.25)
+        return {"margins": margins * (self.max_m / margins.max())}
 
-    def _target_margins(self, logits: Tensor, target: Tensor) -> Tensor:
-        """``Δ_{y_i}`` for each sample, in the logits' device and dtype."""
+    def _target_margins(self, logits: Tensor, index: Tensor) -> Tensor:
+        """``Δ_{y_i}`` per sample (``index`` from :func:`index_target`), in the logits' dtype."""
         self._counts_for(logits)
-        return self.margins.to(device=logits.device, dtype=logits.dtype).index_select(0, target)
+        return self.margins.to(logits.dtype).index_select(0, index)
 
     def extra_repr(self) -> str:
         return f"max_m={self.max_m}, {super().extra_repr()}"
@@ -69,6 +66,7 @@ class LDAMLoss(_Margins):
         s: logit scale, > 0; paper 30.
         weight: per-class weight ``w`` (length C) or ``None``; settable later (DRW).
         reduction: ``"mean"`` (weighted mean), ``"sum"`` or ``"none"``.
+        ignore_index: a target value whose samples contribute nothing (torch's −100).
     """
 
     def __init__(
@@ -78,19 +76,22 @@ class LDAMLoss(_Margins):
         s: float = 30.0,
         weight: Tensor | Sequence[float] | None = None,
         reduction: str = "mean",
+        ignore_index: int = -100,
     ) -> None:
-        super().__init__(class_counts, max_m, weight, reduction)
+        super().__init__(class_counts, max_m, weight, reduction, ignore_index)
         self.s = check_range("s", s, 0.0, low_open=True)
 
-    def per_sample(self, logits: Tensor, target: Tensor) -> Tensor:
+    def cross_entropy_logits(self, logits: Tensor, target: Tensor) -> Tensor:
+        """``s·(z − Δ_y·e_y)``; the base class takes its cross-entropy with torch's kernel."""
         z = float_logits(logits)
-        margin = self._target_margins(z, target)
+        index = index_target(target, z.shape[-1])
+        margin = self._target_margins(z, index)
         scaled = self.s * z
         # Subtracting the constant s·Δ_y at the target leaves the gradient unchanged, so it
         # needs no autograd node: done in place, through a detached alias, on the fresh s·z
         # (whose backward saves nothing).
-        scaled.detach().scatter_add_(1, target.unsqueeze(1), margin.mul_(-self.s).unsqueeze(1))
-        return F.cross_entropy(scaled, target, reduction="none")
+        scaled.detach().scatter_add_(1, index.unsqueeze(1), margin.mul_(-self.s).unsqueeze(1))
+        return scaled
 
     def predictive_logits(self, logits: Tensor) -> Tensor:
         """``s·z``: the logits whose softmax the loss trains."""
@@ -114,6 +115,7 @@ class LDAMHingeLoss(_Margins):
         max_m: the largest margin (rarest class), > 0; paper 0.5.
         weight: per-class weight ``w`` (length C) or ``None``; settable later (DRW).
         reduction: ``"mean"`` (weighted mean), ``"sum"`` or ``"none"``.
+        ignore_index: a target value whose samples contribute nothing (torch's −100).
     """
 
     def __init__(
@@ -122,17 +124,18 @@ class LDAMHingeLoss(_Margins):
         max_m: float = 0.5,
         weight: Tensor | Sequence[float] | None = None,
         reduction: str = "mean",
+        ignore_index: int = -100,
     ) -> None:
-        super().__init__(class_counts, max_m, weight, reduction)
+        super().__init__(class_counts, max_m, weight, reduction, ignore_index)
 
     def per_sample(self, logits: Tensor, target: Tensor) -> Tensor:
         # With w = z − Δ_y·e_y and k = argmax_j w_j, the loss is w_k − w_y:
         # max_{j≠y} z_j − z_y + Δ_y when that is positive, else 0 (then k = y). Only the argmax
         # needs all of w; the loss itself gathers two logits, so its backward is one scatter.
         z = float_logits(logits)
-        margin = self._target_margins(z, target)
+        index = index_target(target, z.shape[-1])
+        margin = self._target_margins(z, index)
         with torch.no_grad():
-            index = target.unsqueeze(1)
-            top = z.scatter_add(1, index, -margin.unsqueeze(1)).max(dim=1).indices
-        pair = z.gather(1, torch.stack((top, target), dim=1))
-        return pair[:, 0] - pair[:, 1] + margin * (top != target)
+            top = z.scatter_add(1, index.unsqueeze(1), -margin.unsqueeze(1)).max(dim=1).indices
+        pair = z.gather(1, torch.stack((top, index), dim=1))
+        return pair[:, 0] - pair[:, 1] + margin * (top != index)

@@ -3,7 +3,6 @@
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ltlight.losses.base import LongTailLoss, check_range, float_logits
@@ -26,9 +25,11 @@ class LogitAdjustedLoss(LongTailLoss):
         tau: temperature ``τ`` ≥ 0 of the adjustment; paper 1 (0 is cross-entropy).
         weight: per-class weight ``w`` (length C) or ``None``; settable later (DRW).
         reduction: ``"mean"`` (weighted mean), ``"sum"`` or ``"none"``.
+        ignore_index: a target value whose samples contribute nothing (torch's −100).
     """
 
     requires_class_counts = True
+    count_constants = ("logit_offset",)
 
     def __init__(
         self,
@@ -36,24 +37,20 @@ class LogitAdjustedLoss(LongTailLoss):
         tau: float = 1.0,
         weight: Tensor | Sequence[float] | None = None,
         reduction: str = "mean",
+        ignore_index: int = -100,
     ) -> None:
-        super().__init__(weight=weight, reduction=reduction)
+        super().__init__(weight, reduction, class_counts, ignore_index)
         self.tau = check_range("tau", tau, 0.0)
-        self._register_derived("logit_offset")
-        if class_counts is not None:
-            self.set_class_counts(class_counts)
 
-    def set_class_counts(self, class_counts: Sequence[int] | Tensor) -> None:
-        """Set ``n_j`` and derive the offset ``τ·log π``."""
-        super().set_class_counts(class_counts)
-        counts = self.class_counts.to(torch.float64)
-        self._set_derived("logit_offset", self.tau * torch.log(counts / counts.sum()))
+    def derive_from_counts(self, counts: Tensor) -> dict[str, Tensor]:
+        """The offset ``τ·log π``."""
+        return {"logit_offset": self.tau * torch.log(counts / counts.sum())}
 
-    def per_sample(self, logits: Tensor, target: Tensor) -> Tensor:
+    def cross_entropy_logits(self, logits: Tensor, target: Tensor) -> Tensor:
+        """``z + τ·log π``; the base class takes its cross-entropy with torch's kernel."""
         self._counts_for(logits)
         z = float_logits(logits)
-        offset = self.logit_offset.to(device=z.device, dtype=z.dtype)
-        return F.cross_entropy(z + offset, target, reduction="none")
+        return z + self.logit_offset.to(z.dtype)
 
     def extra_repr(self) -> str:
         return f"tau={self.tau}, {super().extra_repr()}"
@@ -75,6 +72,7 @@ class BalancedSoftmaxLoss(LogitAdjustedLoss):
         class_counts: training samples per class ``n_j``, or ``None`` to set later.
         weight: per-class weight ``w`` (length C) or ``None``; settable later (DRW).
         reduction: ``"mean"`` (weighted mean), ``"sum"`` or ``"none"``.
+        ignore_index: a target value whose samples contribute nothing (torch's −100).
     """
 
     def __init__(
@@ -82,8 +80,9 @@ class BalancedSoftmaxLoss(LogitAdjustedLoss):
         class_counts: Sequence[int] | Tensor | None = None,
         weight: Tensor | Sequence[float] | None = None,
         reduction: str = "mean",
+        ignore_index: int = -100,
     ) -> None:
-        super().__init__(class_counts=class_counts, tau=1.0, weight=weight, reduction=reduction)
+        super().__init__(class_counts, 1.0, weight, reduction, ignore_index)
 
     def extra_repr(self) -> str:
         return LongTailLoss.extra_repr(self)

@@ -38,6 +38,7 @@ class TaiLrLoss(LongTailLoss):
         threshold: lower clamp of the weight ``w`` in [0, 1]; 0 gives the γ-CE value.
         weight: per-class weight ``w`` (length C) or ``None``; settable later (DRW).
         reduction: ``"mean"`` (weighted mean), ``"sum"`` or ``"none"``.
+        ignore_index: a target value whose samples contribute nothing (torch's −100).
     """
 
     def __init__(
@@ -46,8 +47,9 @@ class TaiLrLoss(LongTailLoss):
         threshold: float = 0.0,
         weight: Tensor | Sequence[float] | None = None,
         reduction: str = "mean",
+        ignore_index: int = -100,
     ) -> None:
-        super().__init__(weight=weight, reduction=reduction)
+        super().__init__(weight=weight, reduction=reduction, ignore_index=ignore_index)
         self.gamma = gamma
         self.threshold = check_range("threshold", threshold, 0.0, 1.0)
 
@@ -60,7 +62,9 @@ class TaiLrLoss(LongTailLoss):
         self._gamma = check_range("gamma", value, 0.0, 1.0)
 
     def per_sample(self, logits: Tensor, target: Tensor) -> Tensor:
-        nll = F.cross_entropy(float_logits(logits), target, reduction="none")  # −log p_y
+        nll = F.cross_entropy(  # −log p_y
+            float_logits(logits), target, reduction="none", ignore_index=self.ignore_index
+        )
         gamma = self._gamma
         if self.threshold > 0:
             with torch.no_grad():

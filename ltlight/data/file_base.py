@@ -1,0 +1,286 @@
+"""What every datamodule of image files shares; a dataset file only says how to read its lists.
+
+A subclass implements :meth:`FileLongTailDataModule.read_lists`, which returns the training,
+validation and test :class:`~ltlight.data.image_list.ImageList` (validation and test may be
+``None``) and the class names. This class then
+
+* checks them: labels in ``[0, C)``, no class without a training image, every file present (or
+  dropped with a warning naming them, ``skip_bad_images``), the same file in training and test
+  (a warning);
+* carves a seeded balanced validation split of ``val_per_class`` images per class from the
+  training split when there is no validation list
+  (:func:`~ltlight.data.profiles.validation_indices`), *then* draws an optional long-tailed
+  subset (``imbalance_ratio``, ``profile``, ``seed``; for a balanced dataset of your own);
+* computes ``class_counts`` from the training split as it is then — identical on every DDP rank,
+  and available before ``setup`` (reading the lists on first use);
+* builds :class:`~ltlight.data.file_loader.FileDataLoader` on the trainer's device, sharded by
+  ``trainer.global_rank`` / ``trainer.world_size``.
+
+Without a validation list and with ``val_per_class = 0``, the test split serves as validation
+(the papers' protocol: no model selection, report the last epoch).
+"""
+
+import numbers
+import os
+import warnings
+from typing import ClassVar
+
+import torch
+from lightning.pytorch import LightningDataModule
+
+from ltlight.data.file_loader import FileDataLoader
+from ltlight.data.image_files import ImageFileDataset, missing_files
+from ltlight.data.image_list import ImageList, check_labels
+from ltlight.data.profiles import (
+    check_imbalance_ratio,
+    check_profile,
+    long_tail_counts,
+    long_tail_indices,
+    validation_indices,
+)
+
+#: ImageNet's per-channel mean / std of [0, 1] images, used by every ImageNet-LT, Places-LT and
+#: iNaturalist recipe.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class FileLongTailDataModule(LightningDataModule):
+    """Base class of the datamodules whose images are files.
+
+    Args:
+        batch_size: training images per batch and rank, ≥ 1.
+        eval_batch_size: evaluation images per batch and rank; ``None``: ``batch_size``.
+        num_workers: decoding processes per loader (persistent), ≥ 0.
+        seed: the validation carve, the long-tailed subset, the order and the augmentation.
+        augment: random resized crop, flip and colour jitter of the training images; otherwise
+            the evaluation transform.
+        color_jitter: strength of the brightness / contrast / saturation jitter (0.4 as in
+            Kang et al., ICLR 2020; 0 for none).
+        val_per_class: without a validation list, images per class carved from training, ≥ 0.
+        imbalance_ratio: make the training split long-tailed with ``ρ = n_max / n_min`` (head
+            class = class 0, ``n_max`` = the smallest class's size); ``None`` keeps it as read.
+        profile: ``"exp"`` or ``"step"``, with ``imbalance_ratio``.
+        step_fraction: for ``"step"``, the fraction of head classes, in (0, 1).
+        image_size: side of the crops, 224 in the recipes.
+        resize: the evaluation resize of the shorter side before the centre crop, 256.
+        check_files: look up every file at set-up (one ``stat`` each); a missing file then fails
+            at once, naming it, instead of in the middle of an epoch.
+        skip_bad_images: drop missing files at set-up, and images that do not decode when they
+            are loaded, with a warning naming them, instead of raising.
+        decode_on_device: decode JPEGs batch-wise on the training device (nvJPEG on a GPU);
+            workers then only read files.
+    """
+
+    name: ClassVar[str] = "image files"
+    in_channels: ClassVar[int] = 3
+    mean: ClassVar[tuple[float, ...]] = IMAGENET_MEAN
+    std: ClassVar[tuple[float, ...]] = IMAGENET_STD
+
+    def __init__(
+        self,
+        batch_size: int = 256,
+        eval_batch_size: int | None = None,
+        num_workers: int = 4,
+        seed: int = 0,
+        augment: bool = True,
+        color_jitter: float = 0.4,
+        val_per_class: int = 0,
+        imbalance_ratio: float | None = None,
+        profile: str = "exp",
+        step_fraction: float = 0.5,
+        image_size: int = 224,
+        resize: int = 256,
+        check_files: bool = True,
+        skip_bad_images: bool = False,
+        decode_on_device: bool = False,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()  # primitive arguments only: checkpoints record the data setup
+        for argument, value, minimum in (
+            ("batch_size", batch_size, 1),
+            ("eval_batch_size", eval_batch_size, 1),
+            ("num_workers", num_workers, 0),
+            ("val_per_class", val_per_class, 0),
+            ("image_size", image_size, 1),
+            ("resize", resize, 1),
+        ):
+            if value is not None and (
+                isinstance(value, bool)
+                or not isinstance(value, numbers.Integral)
+                or value < minimum
+            ):
+                raise ValueError(f"{argument} must be an integer >= {minimum}, got {value!r}")
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+            raise ValueError(f"seed must be an integer, got {seed!r}")
+        if not color_jitter >= 0:
+            raise ValueError(f"color_jitter must be >= 0, got {color_jitter!r}")
+        if imbalance_ratio is not None:
+            check_imbalance_ratio(imbalance_ratio)
+        check_profile(profile, step_fraction)
+        if resize < image_size:
+            raise ValueError(f"resize ({resize}) must be >= image_size ({image_size})")
+        self.batch_size = int(batch_size)
+        self.eval_batch_size = int(eval_batch_size) if eval_batch_size is not None else None
+        self.num_workers = int(num_workers)
+        self.seed = int(seed)
+        self.augment = augment
+        self.color_jitter = float(color_jitter)
+        self.val_per_class = int(val_per_class)
+        self.imbalance_ratio = imbalance_ratio
+        self.profile = profile
+        self.step_fraction = step_fraction
+        self.image_size = int(image_size)
+        self.resize = int(resize)
+        self.check_files = check_files
+        self.skip_bad_images = skip_bad_images
+        self.decode_on_device = decode_on_device
+        self._lists: dict[str, ImageList | None] | None = None
+        self._class_names: list[str] = []
+
+    def read_lists(self) -> tuple[ImageList, ImageList | None, ImageList | None, list[str]]:
+        """``(train, val, test, class_names)`` as stored; ``val`` / ``test`` may be ``None``."""
+        raise NotImplementedError
+
+    # -- the splits, read once on first use --------------------------------------------------
+    @property
+    def splits(self) -> dict[str, ImageList | None]:
+        """``{"train", "val", "test"}`` image lists after the checks, the carve and the profile."""
+        if self._lists is None:
+            self._lists = self._prepare_lists()
+        return self._lists
+
+    @property
+    def class_names(self) -> list[str]:
+        self.splits  # noqa: B018 - reads the lists
+        return self._class_names
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def class_counts(self) -> list[int]:
+        """Training images per class of the whole training split (as read, carved, profiled)."""
+        train = self.splits["train"]
+        assert train is not None
+        return torch.bincount(train.labels, minlength=self.num_classes).tolist()
+
+    @property
+    def validates_on_test(self) -> bool:
+        """True when the validation loader serves the test split (no validation list, k = 0)."""
+        return self.splits["val"] is None and self.splits["test"] is not None
+
+    def _prepare_lists(self) -> dict[str, ImageList | None]:
+        train, val, test, class_names = self.read_lists()
+        self._class_names = list(class_names)
+        num_classes = len(class_names)
+        if num_classes < 2:
+            raise ValueError(f"{train.source}: {num_classes} class(es); at least 2 are needed")
+        for split in (train, val, test):
+            if split is not None:
+                check_labels(split.labels, num_classes, split)
+        train, val, test = (self._present(s) if s is not None else None for s in (train, val, test))
+        counts = torch.bincount(train.labels, minlength=num_classes)
+        empty = (counts == 0).nonzero().flatten().tolist()
+        if empty:
+            raise ValueError(
+                f"{train.source}: class {class_names[empty[0]]!r} ({empty[0]}) has no training "
+                f"image ({len(empty)} class(es) without one)"
+            )
+        if test is not None:
+            self._warn_shared_files(train, test)
+        if val is None and self.val_per_class > 0:
+            keep, carved = validation_indices(
+                train.labels, self.val_per_class, seed=self.seed, class_names=class_names
+            )
+            train, val = train.subset(keep), train.subset(carved)
+        if self.imbalance_ratio is not None:
+            pool = torch.bincount(train.labels, minlength=num_classes)
+            target = long_tail_counts(
+                int(pool.min()), num_classes, self.imbalance_ratio, self.profile, self.step_fraction
+            )
+            train = train.subset(long_tail_indices(train.labels, target, seed=self.seed))
+        return {"train": train, "val": val, "test": test}
+
+    def _present(self, images: ImageList) -> ImageList:
+        if not self.check_files:
+            return images
+        missing = missing_files(images)
+        if not missing:
+            return images
+        named = ", ".join(f"{images.where(i)} {images.full_path(i)}" for i in missing[:5])
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        if not self.skip_bad_images:
+            raise FileNotFoundError(
+                f"{len(missing)} image(s) listed do not exist: {named}{more} "
+                f"(pass skip_bad_images=True to skip them)"
+            )
+        warnings.warn(f"skipping {len(missing)} missing image(s): {named}{more}", stacklevel=3)
+        absent = set(missing)
+        return images.subset([i for i in range(len(images)) if i not in absent])
+
+    @staticmethod
+    def _warn_shared_files(train: ImageList, test: ImageList) -> None:
+        train_files = {os.path.realpath(train.full_path(i)) for i in range(len(train))}
+        shared = [i for i in range(len(test)) if os.path.realpath(test.full_path(i)) in train_files]
+        if shared:
+            named = ", ".join(test.full_path(i) for i in shared[:5])
+            warnings.warn(
+                f"{len(shared)} test image(s) are also training images: {named}"
+                + (" ..." if len(shared) > 5 else ""),
+                stacklevel=4,
+            )
+
+    # -- LightningDataModule hooks ----------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        self.splits  # noqa: B018 - reads and checks the lists on every rank
+
+    def train_dataloader(self) -> FileDataLoader:
+        return self._loader("train", self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> FileDataLoader:
+        split = "val" if self.splits["val"] is not None else "test"
+        return self._loader(split, self.eval_batch_size or self.batch_size)
+
+    def test_dataloader(self) -> FileDataLoader:
+        return self._loader("test", self.eval_batch_size or self.batch_size)
+
+    def predict_dataloader(self) -> FileDataLoader:
+        return self._loader("test", self.eval_batch_size or self.batch_size)
+
+    def _loader(self, split: str, batch_size: int, shuffle: bool = False) -> FileDataLoader:
+        images = self.splits[split]
+        if images is None:
+            raise ValueError(
+                f"{self.name}: no {split} split: give one (or val_per_class > 0 for validation)"
+            )
+        trainer = self.trainer
+        device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+        rank, world_size = (0, 1) if trainer is None else (trainer.global_rank, trainer.world_size)
+        train = split == "train" and self.augment
+        dataset = ImageFileDataset(
+            images,
+            train=train,
+            size=self.image_size,
+            resize=self.resize,
+            skip_bad_images=self.skip_bad_images,
+        )
+        loader = FileDataLoader(
+            dataset,
+            batch_size,
+            mean=self.mean,
+            std=self.std,
+            shuffle=shuffle,
+            color_jitter=self.color_jitter if train else 0.0,
+            seed=self.seed,
+            rank=rank,
+            world_size=world_size,
+            num_workers=self.num_workers,
+            device=device,
+            decode_on_device=self.decode_on_device,
+        )
+        if split == "train" and trainer is not None:
+            # Where Lightning resumes: the batches of this epoch whose optimiser step is done.
+            loader.progress = lambda: trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return loader

@@ -1,0 +1,225 @@
+"""A loader of images stored as files: worker processes decode, the training device augments.
+
+:class:`FileDataLoader` is the file counterpart of
+:class:`~ltlight.data.device_loader.DeviceDataLoader` and behaves like it wherever training
+depends on the loader: the same :class:`~ltlight.data.device_loader.EpochSampler` decides each
+epoch's order (seeded shuffle, or class-balanced draws once deferred re-sampling sets
+``class_balanced``), shards it by ``rank`` / ``world_size`` (class counts stay those of the whole
+set) and the same ``state_dict`` / ``load_state_dict`` / ``progress`` protocol resumes it
+mid-epoch at the batch Lightning resumes at.
+
+Inside, a ``torch.utils.data.DataLoader`` with persistent workers runs
+:class:`~ltlight.data.image_files.ImageFileDataset`: each worker reads, decodes and crops an image
+(per-sample seeds from the sampler) and hands over a uint8 crop; the batch then goes to the
+device, where colour jitter (one seeded generator per batch), the float conversion and the
+normalisation run on the whole batch at once.
+
+Why not torchdata's ``StatefulDataLoader``: its state records the batches handed out, while
+Lightning fetches one batch ahead, so a checkpoint saved after step ``k`` would resume after batch
+``k + 1``; and it restores worker RNG states, which this loader does not have. Here a batch's
+contents are a pure function of ``(seed, epoch, rank, batch index)``, so the position alone is the
+whole state, exact with any number of workers.
+"""
+
+import math
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from ltlight.data.augment import Normalize, color_jitter
+from ltlight.data.device_loader import EpochSampler, derive_seed
+from ltlight.data.image_files import ImageFileDataset, collate, decode_batch_on_device
+
+# Random streams of the file pipeline, distinct from the device loader's (1, 2).
+_SAMPLE_STREAM, _JITTER_STREAM = 3, 4
+
+
+class _EpochBatches:
+    """The ``batch_sampler`` of the inner DataLoader: this rank's epoch, batch by batch.
+
+    Read in the main process when the DataLoader's iterator starts, after the owner has set
+    ``epoch`` and ``start``; a training batch lists ``(index, seed)`` pairs, the seed being that
+    sample's crop-and-flip seed.
+    """
+
+    def __init__(self, sampler: EpochSampler, batch_size: int, drop_last: bool, seeds: bool):
+        self.sampler = sampler
+        self.batch_size = batch_size
+        self.drop_last = drop_last
+        self.seeds = seeds
+        self.epoch = 0
+        self.start = 0
+
+    def total(self) -> int:
+        if self.drop_last:
+            return len(self.sampler) // self.batch_size
+        return math.ceil(len(self.sampler) / self.batch_size)
+
+    def __len__(self) -> int:
+        return self.total() - self.start
+
+    def __iter__(self) -> Iterator[list]:
+        indices = self.sampler.indices(self.epoch).tolist()
+        size, seed, rank = self.batch_size, self.sampler.seed, self.sampler.rank
+        for batch in range(self.start, self.total()):
+            chunk = indices[batch * size : (batch + 1) * size]
+            if self.seeds:
+                first = batch * size
+                yield [
+                    (index, derive_seed(seed, _SAMPLE_STREAM, self.epoch, rank, first + k))
+                    for k, index in enumerate(chunk)
+                ]
+            else:
+                yield chunk
+
+
+class FileDataLoader:
+    """Batches of ``(normalised float images, labels)`` on ``device`` from image files.
+
+    Args:
+        dataset: the split (its ``train`` flag decides crop-and-flip vs. centre crop).
+        batch_size: images per batch and rank, ≥ 1.
+        mean: per-channel mean of the [0, 1] images, for normalisation.
+        std: per-channel standard deviation.
+        shuffle: a new seeded order every epoch (training); ``False`` keeps the split's order.
+        color_jitter: brightness / contrast / saturation strength of the batch colour jitter
+            (0.4 in Kang et al.'s recipe; 0 for none).
+        seed: the seed the order, the crops and the jitter derive from.
+        rank: this process's global rank; ``world_size``: the number of processes.
+        num_workers: decoding processes (persistent across epochs); 0 decodes in this process.
+        drop_last: drop each rank's last incomplete batch.
+        device: where the batches are made (and, with ``decode_on_device``, decoded).
+        decode_on_device: workers only read files; JPEGs are decoded batch-wise on ``device``
+            (nvJPEG on a GPU).
+    """
+
+    def __init__(
+        self,
+        dataset: ImageFileDataset,
+        batch_size: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        shuffle: bool = False,
+        color_jitter: float = 0.0,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        num_workers: int = 0,
+        drop_last: bool = False,
+        device: torch.device | str = "cpu",
+        decode_on_device: bool = False,
+    ) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+            raise ValueError(f"num_workers must be an integer >= 0, got {num_workers!r}")
+        if not color_jitter >= 0:
+            raise ValueError(f"color_jitter must be >= 0, got {color_jitter}")
+        self.dataset = dataset
+        self.dataset.decode_in_worker = not decode_on_device
+        self.batch_size = batch_size
+        self.color_jitter = float(color_jitter)
+        self.device = torch.device(device)
+        self.decode_on_device = decode_on_device
+        self.normalize = Normalize(mean, std, device=self.device)
+        self.sampler = EpochSampler(
+            dataset.labels, shuffle, seed=seed, rank=rank, world_size=world_size
+        )
+        self.batch_sampler = None  # DataLoader's attribute; Lightning reads it with `sampler`
+        self._batches = _EpochBatches(self.sampler, batch_size, drop_last, seeds=dataset.train)
+        self.loader = DataLoader(
+            dataset,
+            batch_sampler=self._batches,
+            num_workers=num_workers,
+            collate_fn=collate,
+            persistent_workers=num_workers > 0,
+            pin_memory=self.device.type == "cuda" and not decode_on_device,
+        )
+        self.skipped: list[str] = []
+        self._epoch = 0
+        self._batches_yielded = 0
+        self._resume: tuple[int, int] | None = None
+        self.progress: Callable[[], int] | None = None
+
+    @property
+    def class_balanced(self) -> bool:
+        """Draw each epoch class-balanced (deferred re-sampling); takes effect at the next epoch."""
+        return self.sampler.class_balanced
+
+    @class_balanced.setter
+    def class_balanced(self, value: bool) -> None:
+        self.sampler.class_balanced = bool(value)
+
+    def __len__(self) -> int:
+        return self._batches.total()
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        # A generator: the epoch is read when the first batch is requested, after Lightning has
+        # called set_epoch / load_state_dict (it may call iter() before either).
+        epoch = self.sampler.epoch
+        start = 0
+        if self._resume is not None:
+            resume_epoch, resume_batches = self._resume
+            self._resume = None
+            if resume_epoch == epoch:
+                start = resume_batches
+        self._epoch, self._batches_yielded = epoch, start
+        if start >= len(self):
+            return
+        self._batches.epoch, self._batches.start = epoch, start
+        jitter = self.color_jitter > 0 and self.dataset.train
+        generator = torch.Generator(device=self.device) if jitter else None
+        for batch_index, (images, labels, bad) in enumerate(self.loader, start):
+            if bad:
+                self._report_skipped(bad)
+            if self.decode_on_device:
+                images = decode_batch_on_device(images, self.dataset.size, self.device)
+            else:
+                images = images.to(self.device, non_blocking=True)
+            labels = labels.to(self.device, non_blocking=True)
+            if generator is not None:
+                generator.manual_seed(
+                    derive_seed(
+                        self.sampler.seed, _JITTER_STREAM, epoch, self.sampler.rank, batch_index
+                    )
+                )
+                images = color_jitter(images, self.color_jitter, generator)
+            self._batches_yielded = batch_index + 1
+            yield self.normalize(images), labels
+
+    def _report_skipped(self, paths: list[str]) -> None:
+        new = [path for path in paths if path not in self.skipped]
+        self.skipped.extend(new)
+        if new:
+            warnings.warn(
+                f"skipped {len(new)} image(s) that are missing or do not decode "
+                f"({len(self.skipped)} so far): {', '.join(new)}",
+                stacklevel=2,
+            )
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where this rank is: ``{"epoch", "batches_yielded", "class_balanced"}``.
+
+        ``batches_yielded`` counts the batches handed out, or with ``progress`` those finished:
+        a batch yielded but not trained on when the state is saved is yielded again on resume.
+        """
+        batches = self._batches_yielded
+        if self.progress is not None:
+            batches = min(batches, int(self.progress()))
+        return {
+            "epoch": self._epoch,
+            "batches_yielded": batches,
+            "class_balanced": self.class_balanced,
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Make the next iteration of epoch ``state_dict["epoch"]`` skip the batches seen."""
+        epoch, batches = int(state_dict["epoch"]), int(state_dict["batches_yielded"])
+        self._resume = (epoch, batches)
+        self._epoch, self._batches_yielded = epoch, batches
+        if "class_balanced" in state_dict:
+            self.class_balanced = state_dict["class_balanced"]

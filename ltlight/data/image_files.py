@@ -1,0 +1,222 @@
+"""Decoding and per-image geometry of a file split: what a data-loader worker does for one image.
+
+Training images get the recipe of Kang et al. (ICLR 2020) and the ImageNet-LT papers:
+``RandomResizedCrop(224)`` (scale (0.08, 1), ratio (3/4, 4/3)) and a horizontal flip;
+evaluation images ``Resize(256)`` (shorter side) + ``CenterCrop(224)``. Colour jitter,
+normalisation and the float conversion run later, on the whole batch on the training device
+(:func:`ltlight.data.augment.color_jitter`), so workers hand over small uint8 crops.
+
+JPEG decoding is where the time goes. On the CPU, Pillow (libjpeg-turbo) decodes with ``draft``:
+libjpeg scales the DCT by 1/2, 1/4 or 1/8 while decoding when the crop still keeps at least the
+output size, so a large photo is never decoded at full size only to be shrunk. With
+``decode_device`` a CUDA device, workers only read the file and draw the crop; the batch is
+decoded at once by ``torchvision.io.decode_jpeg(device="cuda")`` (nvJPEG) in the main process and
+cropped there (:func:`decode_batch_on_device`; the same code path runs on the CPU).
+
+Every random number of a sample comes from a ``torch.Generator`` seeded with the seed the sampler
+hands over with the index, so the crop and flip of a sample are a pure function of
+``(seed, epoch, position)``, whatever the number of workers (exact resume needs nothing else).
+"""
+
+import io
+import math
+import os
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+import torchvision.transforms.v2.functional as TF
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from ltlight.data.image_list import ImageList
+
+#: RandomResizedCrop's defaults (torchvision, and every ImageNet-LT recipe).
+CROP_SCALE = (0.08, 1.0)
+CROP_RATIO = (3.0 / 4.0, 4.0 / 3.0)
+
+
+def random_resized_crop_box(
+    height: int,
+    width: int,
+    generator: torch.Generator,
+    scale: tuple[float, float] = CROP_SCALE,
+    ratio: tuple[float, float] = CROP_RATIO,
+) -> tuple[int, int, int, int]:
+    """``(top, left, h, w)`` of a random crop: torchvision's ``RandomResizedCrop.get_params``.
+
+    The same algorithm and the same sequence of random calls, drawn from ``generator`` instead of
+    the global RNG: up to 10 tries of an area in ``scale`` × image area and a log-uniform aspect
+    ratio in ``ratio``, then the largest centred crop whose ratio is in range.
+    """
+    area = height * width
+    log_ratio = torch.log(torch.tensor(ratio))
+    for _ in range(10):
+        target_area = area * torch.empty(1).uniform_(scale[0], scale[1], generator=generator).item()
+        aspect = math.exp(
+            torch.empty(1).uniform_(log_ratio[0], log_ratio[1], generator=generator).item()
+        )
+        w = round(math.sqrt(target_area * aspect))
+        h = round(math.sqrt(target_area / aspect))
+        if 0 < w <= width and 0 < h <= height:
+            top = int(torch.randint(0, height - h + 1, size=(1,), generator=generator).item())
+            left = int(torch.randint(0, width - w + 1, size=(1,), generator=generator).item())
+            return top, left, h, w
+    in_ratio = width / height
+    if in_ratio < min(ratio):
+        w, h = width, round(width / min(ratio))
+    elif in_ratio > max(ratio):
+        h, w = height, round(height * max(ratio))
+    else:
+        w, h = width, height
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+def center_crop_box(height: int, width: int, resize: int, size: int) -> tuple[int, int, int, int]:
+    """``(top, left, h, w)`` in the original image of ``Resize(resize)`` + ``CenterCrop(size)``."""
+    factor = min(height, width) / resize
+    h, w = min(height, round(size * factor)), min(width, round(size * factor))
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+class BadImageError(RuntimeError):
+    """An image file that is missing or does not decode; the message names the file."""
+
+
+class ImageFileDataset(Dataset):
+    """``(uint8 (3, size, size) crop, label)`` of the images in an :class:`ImageList`.
+
+    Args:
+        images: the split's paths and labels.
+        train: random resized crop and flip (the item is ``(index, seed)``); otherwise
+            ``Resize(resize)`` + ``CenterCrop(size)`` (the item is an index).
+        size: output side, 224 in the recipes.
+        resize: the evaluation resize of the shorter side, 256 in the recipes.
+        draft: let libjpeg decode at 1/2, 1/4 or 1/8 scale when the crop keeps ≥ ``size`` pixels.
+        decode_in_worker: decode here (``True``) or return the file's bytes and the crop box for
+            :func:`decode_batch_on_device` (``False``).
+        skip_bad_images: return ``None`` as the image of a file that is missing or does not decode
+            (the loader drops it and warns) instead of raising :class:`BadImageError`.
+    """
+
+    def __init__(
+        self,
+        images: ImageList,
+        train: bool,
+        size: int = 224,
+        resize: int = 256,
+        draft: bool = True,
+        decode_in_worker: bool = True,
+        skip_bad_images: bool = False,
+    ) -> None:
+        self.images = images
+        self.labels = images.labels
+        self.train = train
+        self.size = size
+        self.resize = resize
+        self.draft = draft
+        self.decode_in_worker = decode_in_worker
+        self.skip_bad_images = skip_bad_images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[Any, int, str]:
+        index, seed = item if isinstance(item, tuple) else (item, 0)
+        path = self.images.full_path(index)
+        label = int(self.labels[index])
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+            image = Image.open(io.BytesIO(data))
+            height, width = image.height, image.width
+        except (OSError, UnidentifiedImageError) as error:
+            return self._bad(path, label, error)
+        generator = torch.Generator().manual_seed(seed)
+        if self.train:
+            box = random_resized_crop_box(height, width, generator)
+            flip = bool(torch.rand(1, generator=generator).item() < 0.5)
+        else:
+            box, flip = center_crop_box(height, width, self.resize, self.size), False
+        if not self.decode_in_worker:
+            return (torch.frombuffer(bytearray(data), dtype=torch.uint8), box, flip), label, path
+        try:
+            return self._decode_crop(image, box, flip), label, path
+        except (OSError, ValueError) as error:
+            return self._bad(path, label, error)
+
+    def _decode_crop(
+        self, image: Image.Image, box: tuple[int, int, int, int], flip: bool
+    ) -> Tensor:
+        top, left, h, w = box
+        full_width, full_height = image.size
+        if self.draft and image.format == "JPEG":
+            # The smallest DCT scale at which the crop still has >= size pixels per side.
+            image.draft(
+                "RGB",
+                (math.ceil(full_width * self.size / w), math.ceil(full_height * self.size / h)),
+            )
+        scale_x, scale_y = image.size[0] / full_width, image.size[1] / full_height
+        array = np.array(image.convert("RGB"))  # a writable copy: torch refuses read-only memory
+        pixels = torch.from_numpy(array).permute(2, 0, 1)  # CHW view of HWC: channels-last
+        crop = TF.resized_crop(
+            pixels,
+            round(top * scale_y),
+            round(left * scale_x),
+            max(1, round(h * scale_y)),
+            max(1, round(w * scale_x)),
+            [self.size, self.size],
+            antialias=True,
+        )
+        return crop.flip(-1).contiguous() if flip else crop.contiguous()
+
+    def _bad(self, path: str, label: int, error: BaseException) -> tuple[None, int, str]:
+        if self.skip_bad_images:
+            return None, label, path
+        reason = "does not exist" if isinstance(error, FileNotFoundError) else "does not decode"
+        raise BadImageError(f"{path}: image {reason} ({error}); pass skip_bad_images=True to skip")
+
+
+def collate(samples: list[tuple[Any, int, str]]) -> tuple[Any, Tensor, list[str]]:
+    """Stack a batch; images that are ``None`` (skipped bad files) are dropped, their paths kept.
+
+    Returns ``(images, labels, bad_paths)``; ``images`` is a uint8 ``(B, 3, S, S)`` tensor, or for
+    on-device decoding a list of ``(bytes, box, flip)``.
+    """
+    good = [(image, label) for image, label, _ in samples if image is not None]
+    bad = [path for image, _, path in samples if image is None]
+    labels = torch.tensor([label for _, label in good], dtype=torch.int64)
+    images = [image for image, _ in good]
+    if images and isinstance(images[0], Tensor):
+        return torch.stack(images), labels, bad
+    return images, labels, bad
+
+
+def decode_batch_on_device(
+    encoded: list[tuple[Tensor, tuple[int, int, int, int], bool]], size: int, device: torch.device
+) -> Tensor:
+    """Decode a batch of JPEG bytes on ``device`` (nvJPEG on a GPU) and crop / flip each image.
+
+    Returns uint8 ``(B, 3, size, size)`` on ``device``.
+    """
+    with warnings.catch_warnings():
+        # torchvision 0.29 deprecates its decoders in favour of TorchCodec, which has no batched
+        # nvJPEG image decoder yet; this is the one GPU JPEG decoder torchvision ships.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from torchvision.io import ImageReadMode, decode_jpeg
+
+        decoded = decode_jpeg(
+            [data for data, _, _ in encoded], mode=ImageReadMode.RGB, device=device
+        )
+    crops = []
+    for image, (_, (top, left, h, w), flip) in zip(decoded, encoded, strict=True):
+        crop = TF.resized_crop(image, top, left, h, w, [size, size], antialias=True)
+        crops.append(crop.flip(-1) if flip else crop)
+    return torch.stack(crops) if crops else torch.empty(0, 3, size, size, dtype=torch.uint8)
+
+
+def missing_files(images: ImageList) -> list[int]:
+    """Indices of the samples whose file does not exist (one ``stat`` per file)."""
+    return [i for i in range(len(images)) if not os.path.isfile(images.full_path(i))]

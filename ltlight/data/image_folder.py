@@ -1,0 +1,102 @@
+"""A user's own images as a long-tailed datamodule: a folder per class, or a CSV per split."""
+
+import os
+
+from ltlight.data.file_base import FileLongTailDataModule
+from ltlight.data.image_list import ImageList, read_csv, scan_image_folder
+
+
+class ImageFolderLTDataModule(FileLongTailDataModule):
+    """Your own data: each split a folder per class (torchvision ``ImageFolder``) or a CSV file.
+
+    ``train`` / ``val`` / ``test`` are each a folder ``<split>/<class name>/…/<image>`` (classes
+    are the training folder's sorted sub-folder names; the other splits use the same indices) or a
+    ``.csv`` file with a header naming the columns ``path`` and ``label`` (a class index or a
+    class name; paths relative to ``root``, by default the CSV's folder). ``class_counts`` are the
+    training split's as read (natural imbalance), or after the optional profile.
+
+    Args:
+        train: the training folder or CSV.
+        val: the validation folder or CSV; ``None``: carve ``val_per_class`` images per class from
+            ``train`` (seeded), or with ``val_per_class = 0`` validate on ``test``.
+        test: the test folder or CSV, or ``None``.
+        root: for CSV files, the folder their paths are relative to.
+        class_names: names of the classes in index order, for CSV files with integer labels (or
+            to fix the order of folder / CSV names).
+        batch_size, eval_batch_size, num_workers, seed, augment, color_jitter, val_per_class,
+        imbalance_ratio, profile, step_fraction, image_size, resize, check_files,
+        skip_bad_images, decode_on_device: see
+            :class:`~ltlight.data.file_base.FileLongTailDataModule`.
+
+    Example:
+        >>> import tempfile, pathlib, PIL.Image
+        >>> root = pathlib.Path(tempfile.mkdtemp())
+        >>> for name, n in (("cat", 3), ("dog", 1)):
+        ...     (root / "train" / name).mkdir(parents=True)
+        ...     for i in range(n):
+        ...         PIL.Image.new("RGB", (40, 30)).save(root / "train" / name / f"{i}.jpg")
+        >>> data = ImageFolderLTDataModule(train=str(root / "train"), num_workers=0)
+        >>> data.class_names, data.class_counts
+        (['cat', 'dog'], [3, 1])
+    """
+
+    name = "image folder"
+
+    def __init__(
+        self,
+        train: str,
+        val: str | None = None,
+        test: str | None = None,
+        root: str | None = None,
+        class_names: list[str] | None = None,
+        batch_size: int = 256,
+        eval_batch_size: int | None = None,
+        num_workers: int = 4,
+        seed: int = 0,
+        augment: bool = True,
+        color_jitter: float = 0.4,
+        val_per_class: int = 0,
+        imbalance_ratio: float | None = None,
+        profile: str = "exp",
+        step_fraction: float = 0.5,
+        image_size: int = 224,
+        resize: int = 256,
+        check_files: bool = True,
+        skip_bad_images: bool = False,
+        decode_on_device: bool = False,
+    ) -> None:
+        super().__init__(
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size,
+            num_workers=num_workers,
+            seed=seed,
+            augment=augment,
+            color_jitter=color_jitter,
+            val_per_class=val_per_class,
+            imbalance_ratio=imbalance_ratio,
+            profile=profile,
+            step_fraction=step_fraction,
+            image_size=image_size,
+            resize=resize,
+            check_files=check_files,
+            skip_bad_images=skip_bad_images,
+            decode_on_device=decode_on_device,
+        )
+        self.train_source = train
+        self.val_source = val
+        self.test_source = test
+        self.root = root
+        self.given_class_names = list(class_names) if class_names is not None else None
+
+    def _read(self, source: str, names: list[str] | None) -> tuple[ImageList, list[str]]:
+        if source.lower().endswith(".csv"):
+            return read_csv(source, root=self.root, class_names=names)
+        if os.path.isfile(source):
+            raise ValueError(f"{source}: expected a folder per class or a .csv file")
+        return scan_image_folder(source, class_names=names)
+
+    def read_lists(self) -> tuple[ImageList, ImageList | None, ImageList | None, list[str]]:
+        train, names = self._read(self.train_source, self.given_class_names)
+        val = self._read(self.val_source, names)[0] if self.val_source else None
+        test = self._read(self.test_source, names)[0] if self.test_source else None
+        return train, val, test, names

@@ -1,0 +1,280 @@
+"""Image lists: the ``(path, label)`` samples of a split stored as files, read from its format.
+
+* a folder per class — torchvision's ``ImageFolder`` layout (``datasets/folder.py``,
+  ``make_dataset``): the classes are the sorted sub-folder names, an image is any file with an
+  image extension below its class folder;
+* a CSV file with a header that holds a ``path`` and a ``label`` column; a label is a class index
+  or a class name;
+* a split file of ``relpath label`` lines (ImageNet-LT, Places-LT; Liu et al., CVPR 2019);
+* COCO-style JSON (iNaturalist 2018): ``images`` (``id``, ``file_name``), ``annotations``
+  (``image_id``, ``category_id``) and ``categories`` (``id``, ``name``).
+
+Paths are relative to an image root; a path that leaves it (``../``, an absolute path outside)
+is refused. Every reader checks what it reads and raises a one-line ``ValueError`` naming the file
+and the line (or the entry) at fault; nothing is written anywhere.
+"""
+
+import csv
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+#: Extensions of the images a folder scan picks up (torchvision's ``IMG_EXTENSIONS``).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+@dataclass
+class ImageList:
+    """The samples of one split: image paths relative to ``root`` and their class indices.
+
+    Args:
+        root: the folder the paths are relative to.
+        paths: one relative path per image.
+        labels: ``(N,)`` int64 class indices.
+        source: where the list was read from (a folder, a file), for messages.
+        lines: the line (or entry) of ``source`` each sample came from, for messages.
+    """
+
+    root: str
+    paths: list[str]
+    labels: Tensor
+    source: str
+    lines: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def full_path(self, index: int) -> str:
+        return os.path.join(self.root, self.paths[index])
+
+    def where(self, index: int) -> str:
+        """``source:line`` of a sample, for error messages."""
+        line = self.lines[index] if self.lines else index + 1
+        return f"{self.source}:{line}"
+
+    def subset(self, indices: Tensor | Sequence[int]) -> "ImageList":
+        keep = torch.as_tensor(indices, dtype=torch.int64).tolist()
+        return ImageList(
+            self.root,
+            [self.paths[i] for i in keep],
+            self.labels[keep],
+            self.source,
+            [self.lines[i] for i in keep] if self.lines else [i + 1 for i in keep],
+        )
+
+
+def inside_root(relpath: str, where: str) -> str:
+    """``relpath`` normalised, checked to stay inside the image root.
+
+    A leading ``/`` means "from the root", as the Places365 lists write it. Raises ``ValueError``
+    naming ``where`` for an empty path or one that escapes the root (``../``).
+    """
+    path = relpath.strip().replace("\\", "/").lstrip("/")
+    normalised = os.path.normpath(path) if path else ""
+    if not normalised or normalised == "." or normalised.split(os.sep)[0] == "..":
+        raise ValueError(f"{where}: path {relpath!r} is not inside the image root")
+    return normalised
+
+
+def check_labels(labels: Tensor, num_classes: int, image_list: ImageList) -> None:
+    """Raise ``ValueError`` naming the first sample whose label is outside ``[0, num_classes)``."""
+    bad = ((labels < 0) | (labels >= num_classes)).nonzero().flatten()
+    if len(bad):
+        i = int(bad[0])
+        raise ValueError(
+            f"{image_list.where(i)}: label {int(labels[i])} of {image_list.paths[i]!r} is "
+            f"outside the classes [0, {num_classes})"
+        )
+
+
+def scan_image_folder(
+    root: str, class_names: Sequence[str] | None = None
+) -> tuple[ImageList, list[str]]:
+    """An ``ImageFolder`` tree: ``root/<class>/**/<image>``, classes sorted by name.
+
+    Args:
+        root: the folder holding one sub-folder per class.
+        class_names: the classes in index order (e.g. the training split's, for a test folder
+            that lacks some class); default: the sorted sub-folder names of ``root``.
+
+    Returns:
+        The image list and the class names in index order.
+
+    Raises:
+        FileNotFoundError: ``root`` is not a folder.
+        ValueError: no class folder, a class folder unknown to ``class_names``, or no image.
+    """
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"image folder {root!r} does not exist")
+    found = sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
+    if not found:
+        raise ValueError(f"{root}: no class folders (expected one sub-folder per class)")
+    names = list(class_names) if class_names is not None else found
+    index_of = {name: i for i, name in enumerate(names)}
+    unknown = [name for name in found if name not in index_of]
+    if unknown:
+        raise ValueError(
+            f"{os.path.join(root, unknown[0])}: class folder {unknown[0]!r} is not one of the "
+            f"{len(names)} training classes"
+        )
+    paths, labels = [], []
+    for name in found:
+        class_dir = os.path.join(root, name)
+        for folder, subfolders, files in sorted(os.walk(class_dir, followlinks=True)):
+            subfolders.sort()
+            for file in sorted(files):
+                if file.lower().endswith(IMAGE_EXTENSIONS):
+                    paths.append(os.path.relpath(os.path.join(folder, file), root))
+                    labels.append(index_of[name])
+    if not paths:
+        raise ValueError(
+            f"{root}: no images in its {len(found)} class folders (extensions {IMAGE_EXTENSIONS})"
+        )
+    return ImageList(root, paths, torch.tensor(labels, dtype=torch.int64), root), names
+
+
+def read_csv(
+    csv_path: str, root: str | None = None, class_names: Sequence[str] | None = None
+) -> tuple[ImageList, list[str]]:
+    """A CSV with ``path`` and ``label`` columns (more columns are ignored).
+
+    A label is a class index, or a class name; with names, classes are ``class_names`` or the
+    sorted distinct names of this file. Paths are relative to ``root`` (default: the CSV's folder).
+
+    Returns:
+        The image list and the class names (for integer labels: ``class_names`` or
+        ``["0", "1", …]`` up to the largest label).
+    """
+    if not os.path.isfile(csv_path):
+        raise FileNotFoundError(f"CSV file {csv_path!r} does not exist")
+    root = root if root is not None else os.path.dirname(os.path.abspath(csv_path))
+    with open(csv_path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        columns = [c.strip() for c in reader.fieldnames or []]
+        if "path" not in columns or "label" not in columns:
+            raise ValueError(
+                f"{csv_path}:1: the header must name the columns 'path' and 'label', got {columns}"
+            )
+        reader.fieldnames = columns
+        rows = [(reader.line_num, row) for row in reader]
+    if not rows:
+        raise ValueError(f"{csv_path}: no rows after the header")
+    paths, raw_labels, lines = [], [], []
+    for line, row in rows:
+        where = f"{csv_path}:{line}"
+        if row["path"] is None or row["label"] is None:
+            raise ValueError(f"{where}: expected the columns {columns}, got {row}")
+        paths.append(inside_root(row["path"], where))
+        raw_labels.append(row["label"].strip())
+        lines.append(line)
+    integer = all(_is_int(label) for label in raw_labels)
+    if integer:
+        labels = [int(label) for label in raw_labels]
+        names = list(class_names) if class_names is not None else []
+        if not names:
+            names = [str(c) for c in range(max(labels) + 1)]
+    else:
+        names = list(class_names) if class_names is not None else sorted(set(raw_labels))
+        index_of = {name: i for i, name in enumerate(names)}
+        labels = []
+        for line, label in zip(lines, raw_labels, strict=True):
+            if label not in index_of:
+                raise ValueError(f"{csv_path}:{line}: label {label!r} is not a known class")
+            labels.append(index_of[label])
+    image_list = ImageList(root, paths, torch.tensor(labels, dtype=torch.int64), csv_path, lines)
+    check_labels(image_list.labels, len(names), image_list)
+    return image_list, names
+
+
+def read_split_file(split_path: str, root: str) -> ImageList:
+    """A split file of ``relpath label`` lines (ImageNet-LT, Places-LT); blank lines skipped."""
+    if not os.path.isfile(split_path):
+        raise FileNotFoundError(f"split file {split_path!r} does not exist")
+    paths, labels, lines = [], [], []
+    with open(split_path, encoding="utf-8") as f:
+        for number, text in enumerate(f, start=1):
+            if not text.strip():
+                continue
+            parts = text.rsplit(maxsplit=1)
+            if len(parts) != 2 or not _is_int(parts[1]):
+                raise ValueError(
+                    f"{split_path}:{number}: expected 'relative/path label', got {text.strip()!r}"
+                )
+            paths.append(inside_root(parts[0], f"{split_path}:{number}"))
+            labels.append(int(parts[1]))
+            lines.append(number)
+    if not paths:
+        raise ValueError(f"{split_path}: the split file lists no image")
+    return ImageList(root, paths, torch.tensor(labels, dtype=torch.int64), split_path, lines)
+
+
+def read_coco_json(json_path: str, root: str) -> tuple[ImageList, list[str], list[int]]:
+    """COCO-style classification annotations (iNaturalist 2017-2021).
+
+    Returns:
+        The image list (labels are category positions in id order), the category names and the
+        category ids in that order.
+    """
+    if not os.path.isfile(json_path):
+        raise FileNotFoundError(f"annotation file {json_path!r} does not exist")
+    with open(json_path, encoding="utf-8") as f:
+        try:
+            data = json.load(f)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{json_path}:{error.lineno}: not valid JSON ({error.msg})") from None
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data, dict) or not isinstance(data.get(key), list):
+            raise ValueError(f"{json_path}: expected a list under {key!r} (COCO format)")
+    try:
+        categories = sorted((int(c["id"]), str(c.get("name", c["id"]))) for c in data["categories"])
+        file_of = {int(image["id"]): image["file_name"] for image in data["images"]}
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"{json_path}: a category or image entry lacks {error}") from None
+    position = {category_id: i for i, (category_id, _) in enumerate(categories)}
+    paths, labels, lines = [], [], []
+    for number, annotation in enumerate(data["annotations"], start=1):
+        where = f"{json_path}: annotations[{number - 1}]"
+        try:
+            image_id, category_id = int(annotation["image_id"]), int(annotation["category_id"])
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"{where}: expected 'image_id' and 'category_id'") from None
+        if image_id not in file_of:
+            raise ValueError(f"{where}: image_id {image_id} is not in 'images'")
+        if category_id not in position:
+            raise ValueError(f"{where}: category_id {category_id} is not in 'categories'")
+        paths.append(inside_root(file_of[image_id], where))
+        labels.append(position[category_id])
+        lines.append(number)
+    if not paths:
+        raise ValueError(f"{json_path}: no annotations")
+    image_list = ImageList(root, paths, torch.tensor(labels, dtype=torch.int64), json_path, lines)
+    return image_list, [name for _, name in categories], [i for i, _ in categories]
+
+
+def class_names_from_paths(image_list: ImageList, num_classes: int) -> list[str]:
+    """Each class's name: the folder of its first image, less the folders all classes share.
+
+    ``train/n01440764/x.JPEG`` gives ``n01440764``; ``data_256/a/airfield/x.jpg`` gives
+    ``a/airfield``. A class without an image is named by its index.
+    """
+    folders: dict[int, str] = {}
+    for path, label in zip(image_list.paths, image_list.labels.tolist(), strict=True):
+        folders.setdefault(label, os.path.dirname(path))
+    parts = [folder.split(os.sep) for folder in folders.values()]
+    common = 0
+    if len(parts) > 1:
+        while all(len(p) > common + 1 for p in parts) and len({p[common] for p in parts}) == 1:
+            common += 1
+    return [
+        os.sep.join(folders[c].split(os.sep)[common:]) or str(c) if c in folders else str(c)
+        for c in range(num_classes)
+    ]
+
+
+def _is_int(text: str) -> bool:
+    text = text.strip()
+    return text.lstrip("-").isdigit()
