@@ -68,6 +68,10 @@ class LongTailModule(L.LightningModule):
             this run — stage 2 of decoupled training; its trainer state (epoch, optimiser) is not
             used. Loaded at the start of ``fit``; a tensor that is missing or has another shape
             (another architecture or class count) is an error naming it.
+        mixup_alpha: mixup (Zhang et al., ICLR 2018) of the training batches when > 0, as in
+            MiSLAS's stage 1: ``x = λ·x + (1 − λ)·x[perm]``, loss ``λ·ℓ(z, y) + (1 − λ)·ℓ(z,
+            y[perm])``, ``λ ~ Beta(α, α)`` drawn once per batch (NumPy's global generator, as
+            the official code; saved with the other RNG states). 0: off (MiSLAS: 1.0).
 
     Post-hoc calibration (set by :class:`~ltlight.callbacks.TemperatureScaling`,
     :class:`~ltlight.callbacks.PostHocLogitAdjustment`, or by hand) lives in buffers saved with
@@ -99,8 +103,10 @@ class LongTailModule(L.LightningModule):
         compile: bool = False,
         callbacks: list[L.Callback] | None = None,
         init_weights: str | None = None,
+        mixup_alpha: float = 0.0,
     ) -> None:
         super().__init__()
+        check_range("mixup_alpha", mixup_alpha, 0.0)
         if num_classes is not None and num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {num_classes}")
         if few_shot_threshold > many_shot_threshold:
@@ -131,6 +137,7 @@ class LongTailModule(L.LightningModule):
         if compile:
             self.backbone.compile()
         self.init_weights = init_weights
+        self.mixup_alpha = float(mixup_alpha)
         # Post-hoc calibration: buffers, so they move with the module and live in checkpoints.
         self.register_buffer("calibration_temperature", torch.ones(()))
         self.register_buffer("calibration_tau", torch.zeros(()))
@@ -321,7 +328,15 @@ class LongTailModule(L.LightningModule):
 
     def training_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
         images, target = batch
-        loss = self.compute_loss(self(images), target)
+        if self.mixup_alpha > 0:
+            lam = float(np.random.beta(self.mixup_alpha, self.mixup_alpha))  # noqa: NPY002
+            perm = torch.randperm(images.shape[0], device=images.device)
+            logits = self(lam * images + (1 - lam) * images[perm])
+            loss = lam * self.compute_loss(logits, target) + (1 - lam) * self.compute_loss(
+                logits, target[perm]
+            )
+        else:
+            loss = self.compute_loss(self(images), target)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
         return loss
 
