@@ -334,3 +334,35 @@ def per_class_table(
 
 def _percent(value: float) -> str:
     return "n/a" if np.isnan(value) else f"{value:.2%}"
+
+
+def prior_shift_figure(
+    errors: Mapping[str, Sequence[float]],
+    prior_labels: Sequence[str],
+    title: str = "Error under a shifted test prior",
+) -> Figure:
+    """Error against the test prior, one line per method.
+
+    Args:
+        errors: method name → its error (fraction) under each prior, in ``prior_labels``' order
+            (see :func:`ltlight.prior_shift.shifted_priors`).
+        prior_labels: the x-axis: ``"forward 50"`` … ``"uniform"`` … ``"backward 50"``.
+        title: the axes title.
+    """
+    fig = Figure(figsize=(8.0, 4.5), layout="constrained")
+    ax = fig.add_subplot()
+    positions = np.arange(len(prior_labels))
+    for name, values in errors.items():
+        if len(values) != len(prior_labels):
+            raise ValueError(
+                f"{name} has {len(values)} errors but there are {len(prior_labels)} priors"
+            )
+        ax.plot(positions, _numpy(values), marker="o", label=name)
+    ax.set_xticks(positions, list(prior_labels), rotation=45, ha="right", fontsize="small")
+    ax.yaxis.set_major_formatter(PercentFormatter(xmax=1))
+    ax.set_ylabel("test error")
+    ax.set_xlabel("test class prior (forward: head classes frequent, as in training)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", loc="best")
+    return fig
