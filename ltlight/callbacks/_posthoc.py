@@ -6,7 +6,9 @@ it in the module (buffers or the classifier's weights, so checkpoints carry it a
 :meth:`~ltlight.LongTailModule.predict_proba` uses it). It runs
 
 * at the end of training (``on_train_end``: the model is still on its device), after which every
-  ``ModelCheckpoint``'s ``last`` checkpoint is written again, now with the fitted values;
+  ``ModelCheckpoint``'s ``last`` checkpoint (and, without a monitored quantity, its newest one:
+  the same model) is written again, now with the fitted values. A ``best`` checkpoint selected
+  on a monitored quantity is another model and is left alone: calibrate it with ``test``;
 * at the start of ``validate`` / ``test`` / ``predict`` of a model it has not fitted yet — a
   checkpoint trained without it is calibrated in one command, e.g.
   ``ltlight test --config <config> --ckpt_path <old.ckpt>
@@ -146,9 +148,11 @@ class PostHocCallback(L.Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.calibrate(trainer, pl_module)
         for callback in trainer.checkpoint_callbacks:
-            last = getattr(callback, "last_model_path", "")
-            if last:
-                trainer.save_checkpoint(last)
+            paths = {getattr(callback, "last_model_path", "")}
+            if getattr(callback, "monitor", "") is None:  # its newest file is this model
+                paths.add(getattr(callback, "best_model_path", ""))
+            for path in sorted(p for p in paths if p):
+                trainer.save_checkpoint(path)
 
     def _calibrate_if_new(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.is_fitted(pl_module):

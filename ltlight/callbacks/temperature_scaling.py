@@ -20,19 +20,21 @@ def fit_temperature(logits: Tensor, target: Tensor, max_iter: int = 100) -> floa
         target: ``(N,)`` class indices.
         max_iter: LBFGS iterations.
     """
-    z = logits.detach().double()
-    log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
-    optimizer = torch.optim.LBFGS(
-        [log_t], lr=1.0, max_iter=max_iter, tolerance_grad=1e-10, line_search_fn="strong_wolfe"
-    )
+    # validate/test run under inference mode: the fit needs autograd, on copies made outside it.
+    with torch.inference_mode(False), torch.enable_grad():
+        z, y = logits.detach().double().clone(), target.clone()
+        log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
+        optimizer = torch.optim.LBFGS(
+            [log_t], lr=1.0, max_iter=max_iter, tolerance_grad=1e-10, line_search_fn="strong_wolfe"
+        )
 
-    def closure() -> Tensor:
-        optimizer.zero_grad()
-        loss = F.cross_entropy(z / log_t.exp(), target)
-        loss.backward()
-        return loss
+        def closure() -> Tensor:
+            optimizer.zero_grad()
+            loss = F.cross_entropy(z / log_t.exp(), y)
+            loss.backward()
+            return loss
 
-    optimizer.step(closure)
+        optimizer.step(closure)
     return float(log_t.detach().exp())
 
 
