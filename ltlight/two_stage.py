@@ -4,8 +4,9 @@
 runs ``ltlight fit --config <stage 1>``, then ``ltlight fit --config <stage 2>
 --model.init_args.init_weights=<stage-1 checkpoint>``. The stage-1 checkpoint is its
 ``ModelCheckpoint``'s best one on the validation split when it monitors one, else the last epoch
-(written to ``<log dir>/stage1.ckpt`` when no checkpoint callback wrote one); stage 2 runs in
-``<stage-1 default_root_dir>/stage2``. Arguments after ``--`` go to both stages
+(written to ``<log dir>/stage1.ckpt`` when no checkpoint callback wrote one). Each stage has its
+own run folder (``runs/<dataset>/<config name>/<run name>``). Arguments after ``--`` go to both
+stages
 (``-- --trainer.max_epochs=2 --data.init_args.seed=1``).
 """
 
@@ -19,8 +20,10 @@ from ltlight.cli import LongTailCLI, configure_wandb_mode
 
 def stage1_checkpoint(trainer) -> str:
     """The checkpoint stage 2 starts from: best on validation, else last, else written now."""
-    callback = trainer.checkpoint_callback
-    if callback is not None:
+    callbacks = sorted(  # a callback that monitors the validation split first
+        trainer.checkpoint_callbacks, key=lambda c: getattr(c, "monitor", None) is None
+    )
+    for callback in callbacks:
         for path in (getattr(callback, "best_model_path", ""), callback.last_model_path):
             if path and os.path.isfile(path):
                 return path
@@ -39,17 +42,8 @@ def run(
     first = LongTailCLI(args=["fit", "--config", stage1, *extra])
     path = stage1_checkpoint(first.trainer)
     print(f"ltlight.two_stage: stage 1 done; stage 2 starts from {path}", file=sys.stderr)
-    # A folder of its own: stage 1's checkpoints are not stage 2's to resume from.
-    root = Path(first.trainer.default_root_dir) / "stage2"
     second = LongTailCLI(
-        args=[
-            "fit",
-            "--config",
-            stage2,
-            f"--model.init_args.init_weights={path}",
-            *extra,
-            f"--trainer.default_root_dir={root}",
-        ]
+        args=["fit", "--config", stage2, f"--model.init_args.init_weights={path}", *extra]
     )
     return first, second
 
