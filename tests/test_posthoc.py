@@ -194,7 +194,7 @@ def test_a_saved_checkpoint_is_calibrated_in_one_command(tmp_path):
         "--data.init_args.val_per_class=10",
     ]
     LongTailCLI(args=["fit", *base, "--trainer.callbacks=[]"])
-    (checkpoint,) = (tmp_path / "checkpoints").glob("*.ckpt")
+    (checkpoint,) = tmp_path.rglob("checkpoints/*.ckpt")
     calibrated = tmp_path / "calibrated.ckpt"
     cli = LongTailCLI(
         args=[
