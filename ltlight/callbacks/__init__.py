@@ -5,6 +5,7 @@ checkpoint an interrupted run resumes from."""
 from ltlight.callbacks.classifier_retraining import ClassifierRetraining
 from ltlight.callbacks.deferred_resampling import DeferredResampling
 from ltlight.callbacks.deferred_reweighting import DeferredReweighting
+from ltlight.callbacks.finite_loss import StopOnNonFiniteLoss
 from ltlight.callbacks.gamma_schedule import TaiLrGammaSchedule
 from ltlight.callbacks.interrupt_checkpoint import InterruptCheckpoint
 from ltlight.callbacks.logit_adjustment import PostHocLogitAdjustment
@@ -19,6 +20,7 @@ __all__ = [
     "InterruptCheckpoint",
     "PerClassReport",
     "PostHocLogitAdjustment",
+    "StopOnNonFiniteLoss",
     "TaiLrGammaSchedule",
     "TauNormalization",
     "TemperatureScaling",
