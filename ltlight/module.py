@@ -20,6 +20,7 @@ from ltlight.losses import CrossEntropyLoss
 from ltlight.losses.base import check_class_counts, check_range, float_logits
 from ltlight.metrics import SCALAR_KEYS, LongTailMetrics
 from ltlight.optim import paper_sgd
+from ltlight.preprocessing import Preprocessing
 
 OptimizerFactory = Callable[[Iterable], Optimizer]
 SchedulerFactory = Callable[[Optimizer], LRScheduler]
@@ -129,6 +130,8 @@ class LongTailModule(L.LightningModule):
         self.channels_last = channels_last
         self.method_callbacks = list(callbacks or [])
         self.class_counts: list[int] | None = None
+        #: The datamodule's evaluation preprocessing (set at set-up, saved in checkpoints).
+        self.preprocessing: Preprocessing | None = None
         self.val_metrics: LongTailMetrics | None = None
         self.test_metrics: LongTailMetrics | None = None
         self.compile_backbone = compile
@@ -171,6 +174,7 @@ class LongTailModule(L.LightningModule):
                 f"give the datamodule a `class_counts` attribute or pass `class_counts` to the loss"
             )
         self.class_counts = counts
+        self.preprocessing = Preprocessing.from_datamodule(datamodule) or self.preprocessing
 
         if stage == "fit" and self.init_weights is not None:
             self.load_backbone_weights(self.init_weights)
@@ -326,6 +330,28 @@ class LongTailModule(L.LightningModule):
         logits = self.adjusted_logits(logits)
         return torch.softmax(logits / self.calibration_temperature.to(logits.dtype), dim=-1)
 
+    @torch.no_grad()
+    def predict_images(self, images: Tensor) -> Tensor:
+        """Raw uint8 images ``(N, C, H, W)`` → the predictive probabilities ``(N, C)``.
+
+        The images are resized and normalised as the datamodule's evaluation loader does (the
+        :class:`~ltlight.preprocessing.Preprocessing` a checkpoint carries), the module is put in
+        evaluation mode, and :meth:`predict_proba` applies any fitted temperature / logit
+        adjustment.
+
+        Raises:
+            ValueError: the module never saw a datamodule with ``mean``/``std`` (train it, or
+                load a checkpoint made by ``ltlight fit``, first), or the images are not uint8.
+        """
+        if self.preprocessing is None:
+            raise ValueError(
+                "predict_images needs the training data's preprocessing (mean, std, image size): "
+                "load a checkpoint written by a run of this module, or set module.preprocessing"
+            )
+        self.eval()
+        inputs = self.preprocessing(images.to(self.device))
+        return self.predict_proba(self(inputs))
+
     def training_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
         images, target = batch
         if self.mixup_alpha > 0:
@@ -393,6 +419,8 @@ class LongTailModule(L.LightningModule):
 
     # -- exact resume: Lightning does not checkpoint the global RNG states ------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.preprocessing is not None:
+            checkpoint["ltlight_preprocessing"] = self.preprocessing.to_dict()
         checkpoint["ltlight_rng_states"] = {
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
@@ -401,6 +429,8 @@ class LongTailModule(L.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "ltlight_preprocessing" in checkpoint:
+            self.preprocessing = Preprocessing.from_dict(checkpoint["ltlight_preprocessing"])
         self._prepare_calibration_state(checkpoint.get("state_dict", {}))
         states = checkpoint.get("ltlight_rng_states")
         if states is None:

@@ -9,6 +9,7 @@ from ltlight.callbacks.finite_loss import StopOnNonFiniteLoss
 from ltlight.callbacks.gamma_schedule import TaiLrGammaSchedule
 from ltlight.callbacks.interrupt_checkpoint import InterruptCheckpoint
 from ltlight.callbacks.logit_adjustment import PostHocLogitAdjustment
+from ltlight.callbacks.prediction_writer import PredictionWriter
 from ltlight.callbacks.report import PerClassReport
 from ltlight.callbacks.tau_normalization import TauNormalization
 from ltlight.callbacks.temperature_scaling import TemperatureScaling
@@ -20,6 +21,7 @@ __all__ = [
     "InterruptCheckpoint",
     "PerClassReport",
     "PostHocLogitAdjustment",
+    "PredictionWriter",
     "StopOnNonFiniteLoss",
     "TaiLrGammaSchedule",
     "TauNormalization",
