@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
+from ltlight.distributed import is_distributed
 from ltlight.losses import CrossEntropyLoss
 from ltlight.losses.base import check_class_counts
 from ltlight.metrics import SCALAR_KEYS, LongTailMetrics
@@ -369,18 +370,33 @@ class LongTailModule(L.LightningModule):
 
     # -- exact resume: Lightning does not checkpoint the global RNG states ------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["ltlight_rng_states"] = {
+        """Save every rank's RNG states: ``checkpoint["ltlight_rng_states"][rank]``.
+
+        Lightning calls this hook on every rank and writes rank 0's checkpoint, so under
+        ``torch.distributed`` the states are gathered here (one collective per save).
+        """
+        states = {
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
             "numpy": _numpy_state_to_primitives(np.random.get_state()),  # noqa: NPY002
             "python": random.getstate(),
         }
+        per_rank = [states]
+        if is_distributed():
+            per_rank = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(per_rank, states)
+        checkpoint["ltlight_rng_states"] = per_rank
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._prepare_calibration_state(checkpoint.get("state_dict", {}))
-        states = checkpoint.get("ltlight_rng_states")
-        if states is None:
+        per_rank = checkpoint.get("ltlight_rng_states")
+        if per_rank is None:
             return
+        if isinstance(per_rank, dict):  # checkpoints from before per-rank states: rank 0's
+            per_rank = [per_rank]
+        rank = torch.distributed.get_rank() if is_distributed() else 0
+        # resumed on another number of processes: not the same run, but still deterministic
+        states = per_rank[rank % len(per_rank)]
         torch.set_rng_state(states["torch"])
         if states["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(states["cuda"])
