@@ -363,6 +363,10 @@ class LongTailModule(L.LightningModule):
         if self.lr_scheduler_factory is None:
             return optimizer
         scheduler = self.lr_scheduler_factory(optimizer)
+        set_max_epochs = getattr(scheduler, "set_max_epochs", None)
+        if set_max_epochs is not None and self._trainer is not None:
+            # a schedule in fractions of the run (WarmupMultiStepLR) learns the run's length
+            set_max_epochs(self.trainer.max_epochs)
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
