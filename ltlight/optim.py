@@ -30,7 +30,7 @@ class WarmupMultiStepLR(LRScheduler):
 
     Every epoch argument is an epoch (``int``) or a fraction of the run (``float`` in [0, 1]);
     :class:`~ltlight.LongTailModule` calls :meth:`set_max_epochs` with ``trainer.max_epochs``,
-    which resolves fractions (``round(f · max_epochs)``) and refuses a milestone at or after the
+    which resolves fractions (``floor(f · max_epochs)``) and refuses a milestone at or after the
     end of training, so a config says the run's length once.
 
     Args:

@@ -1,12 +1,13 @@
 """Epoch arguments of a schedule: an epoch, or a fraction of the run resolved from max_epochs.
 
 An epoch argument is either an epoch (an ``int``, counting from 0) or a fraction of the run (a
-``float`` in [0, 1], resolved as ``round(fraction · trainer.max_epochs)`` when training starts),
+``float`` in [0, 1], resolved as ``floor(fraction · trainer.max_epochs)`` when training starts),
 so a config says the run's length once and ``--trainer.max_epochs`` moves the whole schedule: the
 learning-rate milestones (:class:`~ltlight.optim.WarmupMultiStepLR`) and the DRW / DRS / γ
 switches (:mod:`ltlight.callbacks`). A switch at or after the end of training is an error.
 """
 
+import math
 import numbers
 
 #: An epoch (int) or a fraction of ``trainer.max_epochs`` (float in [0, 1]).
@@ -35,7 +36,11 @@ def check_epoch(
 
 
 def resolve_epoch(name: str, value: Epoch, max_epochs: int | None) -> int:
-    """``value`` as an epoch: a fraction times ``max_epochs`` (rounded), an integer as it is."""
+    """``value`` as an epoch: ``floor(fraction · max_epochs)``, an integer as it is.
+
+    Rounded down, so a fraction below 1 always lies inside the run (a one-epoch smoke run of a
+    DRW config re-weights from epoch 0); the 1e-9 keeps ``0.29 · 100`` at 29.
+    """
     if not isinstance(value, float):
         return int(value)
     if max_epochs is None or max_epochs < 0:
@@ -43,7 +48,7 @@ def resolve_epoch(name: str, value: Epoch, max_epochs: int | None) -> int:
             f"{name}={value} is a fraction of the run, but the trainer has no max_epochs "
             f"(got {max_epochs}): set trainer.max_epochs or give {name} as an integer epoch"
         )
-    return round(value * max_epochs)
+    return math.floor(value * max_epochs + 1e-9)
 
 
 def check_before_end(owner: str, name: str, value: Epoch, epoch: int, max_epochs: int | None):

@@ -50,7 +50,7 @@ def test_max_epochs_on_the_command_line_moves_the_whole_schedule_of_a_config(met
     cli.trainer.callbacks.append(seen)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     switched = [weighted or balanced for weighted, balanced, _ in seen.epochs]
-    assert switched == [False] * 8 + [True] * 2  # from epoch round(0.8 · 10) = 8
+    assert switched == [False] * 8 + [True] * 2  # from epoch floor(0.8 · 10) = 8
     base = 0.1  # paper_sgd; warm-up 2 epochs, ×0.01 at epochs 8 and 9
     expected = [base / 2, base] + [base] * 6 + [base * 0.01, base * 1e-4]
     assert [lr for _, _, lr in seen.epochs] == pytest.approx(expected, rel=1e-9)
