@@ -13,12 +13,29 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
-from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint
+import yaml
+from jsonargparse import Namespace
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
+from ltlight.callbacks.interrupt_checkpoint import InterruptCheckpoint
+from ltlight.checkpoint_file import read_checkpoint
 from ltlight.module import LongTailModule
+from ltlight.runs import (
+    CHECKPOINTS,
+    RUN_CONFIG,
+    RUNS_ROOT,
+    checkpoint_differences,
+    find_last_checkpoint,
+    new_run_dir,
+    run_dir_of_checkpoint,
+    run_identity,
+)
+
+#: Set for the DDP worker processes Lightning starts, so that they write to the same run folder.
+_RUN_DIR_VARIABLE = "LTLIGHT_RUN_DIR"
 
 #: Errors our constructors and set-up (and Lightning's Trainer, for its own arguments) raise on
 #: bad input; shown as one line, not a traceback.
@@ -65,60 +82,62 @@ class _ArgumentParser(LightningArgumentParser):
 
 
 class SaveConfigOnceStarted(SaveConfigCallback):
-    """Writes ``config.yaml`` once set-up (and any checkpoint restore) has succeeded.
+    """Writes the run's config into its folder once set-up (and any checkpoint restore) succeeded.
 
-    Lightning's callback writes it in ``setup``, before the module's own checks: a run that then
-    fails on a bad argument would overwrite the config of an earlier run in the same folder.
+    ``config.yaml`` for ``fit``, ``<stage>_config.yaml`` for ``validate``/``test``/``predict``
+    (so evaluating a run's checkpoint keeps the config that trained it), in the trainer's
+    ``default_root_dir`` — the run folder. Lightning's callback writes in ``setup``, before the
+    module's own checks, to the logger's folder; a run that then fails on a bad argument would
+    overwrite an earlier run's config. To W&B the resolved config goes as the run's config.
     """
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self._stage = stage
 
     def _save(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        super().setup(trainer, pl_module, self._stage)
+        if self.already_saved:
+            return
+        if trainer.is_global_zero:
+            folder = Path(trainer.default_root_dir)
+            folder.mkdir(parents=True, exist_ok=True)
+            stage = getattr(self._stage, "value", self._stage)
+            name = RUN_CONFIG if stage == "fit" else f"{stage}_{RUN_CONFIG}"
+            self.parser.save(self.config, str(folder / name), overwrite=True, multifile=False)
+            self.save_config(trainer, pl_module, self._stage)
+        self.already_saved = True
+
+    def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                dump = yaml.safe_load(self.parser.dump(self.config))
+                logger.experiment.config.update({"ltlight": dump}, allow_val_change=True)
 
     on_fit_start = on_validation_start = on_test_start = on_predict_start = _save
 
 
-def implicit_resume_checkpoint(trainer: L.Trainer) -> Path | None:
-    """The checkpoint ``fit`` resumes from when it is given no ``ckpt_path``, or ``None``.
-
-    Lightning 2.6 resumes from ``"last"`` whenever an ``OnExceptionCheckpoint`` is configured:
-    the newest of that callback's file and the ``last*.ckpt`` of each ``ModelCheckpoint`` folder
-    (a fixed folder: ``dirpath``, or ``<default_root_dir>/checkpoints`` without a logger).
-    """
-    if not any(isinstance(c, OnExceptionCheckpoint) for c in trainer.callbacks):
-        return None
-    candidates = []
-    for callback in trainer.callbacks:
-        if isinstance(callback, OnExceptionCheckpoint):
-            candidates.append(Path(callback.ckpt_path))
-        elif isinstance(callback, ModelCheckpoint):
-            folder = callback.dirpath
-            if folder is None and trainer.logger is None:
-                folder = os.path.join(trainer.default_root_dir, "checkpoints")
-            if folder is not None:
-                candidates += Path(folder).glob("last*.ckpt")
-    existing = [path for path in candidates if path.is_file()]
-    return max(existing, key=lambda path: path.stat().st_mtime) if existing else None
+class RunInterrupted(Exception):
+    """Training stopped on SIGTERM or Ctrl-C; the message says what was saved where."""
 
 
-def _differences(saved: dict[str, Any] | None, current: dict[str, Any], prefix: str) -> list[str]:
-    if saved is None:
-        return []
-    keys = sorted(set(saved) | set(current), key=str)
-    return [f"{prefix}.{k}" for k in keys if saved.get(k) != current.get(k)]
+def _short_class_name(config: Any, default: str) -> str:
+    path = config.get("class_path") if isinstance(config, dict) else None
+    return str(path).rsplit(".", 1)[-1] if path else default
 
 
 class LongTailCLI(LightningCLI):
-    """LightningCLI with ltlight's defaults: model and data in subclass mode, seeded runs.
+    """LightningCLI with ltlight's defaults: model and data in subclass mode, seeded runs, one
+    folder per run (:mod:`ltlight.runs`).
 
-    ``fit`` without ``--ckpt_path`` resumes an interrupted run only if that run had the same
-    model and data arguments (Lightning would resume from any); otherwise it stops with an error
-    that names the checkpoint.
+    Every run writes to its own folder, ``runs/<dataset>/<method>/<run name>`` (``--run_name``,
+    by default the start time; ``--run_dir`` names the whole folder; ``--trainer.default_root_dir``
+    replaces ``runs``). A run never continues an old one unless asked: ``--ckpt_path last`` is
+    this config's newest run's checkpoint, or an error listing the runs found; a checkpoint file
+    given with ``--ckpt_path`` must have the config's model and data arguments (an error names
+    the ones that differ) unless ``--use_ckpt_config=true`` takes them from the checkpoint.
     """
 
     def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
+        self.run_dir: Path | None = None
         super().__init__(
             LongTailModule,
             L.LightningDataModule,
@@ -133,24 +152,138 @@ class LongTailCLI(LightningCLI):
             run=run,
         )
 
-    def before_fit(self) -> None:
-        if self.config_init[self.subcommand].get("ckpt_path") is not None:
-            return
-        path = implicit_resume_checkpoint(self.trainer)
-        if path is None:
-            return
-        saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        differences = _differences(
-            saved.get("hyper_parameters"), dict(self.model.hparams), "model"
-        ) + _differences(
-            saved.get("datamodule_hyper_parameters"), dict(self.datamodule.hparams), "data"
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument(
+            "--run_name",
+            type=str | None,
+            default=None,
+            help="name of the run folder runs/<dataset>/<method>/<run_name> (default: start time)",
         )
-        if differences:
-            raise ValueError(
-                f"ckpt_path: without --ckpt_path Lightning resumes from {path}, but that run had "
-                f"other arguments ({', '.join(differences)}): continue it with --ckpt_path={path}, "
-                "or move it away to start afresh"
+        parser.add_argument(
+            "--run_dir",
+            type=str | None,
+            default=None,
+            help="the run's folder itself, instead of runs/<dataset>/<method>/<run_name>",
+        )
+        parser.add_argument(
+            "--use_ckpt_config",
+            type=bool,
+            default=False,
+            help="take the model and data arguments from --ckpt_path's checkpoint instead of "
+            "refusing a checkpoint whose arguments differ from the config",
+        )
+
+    # -- the run folder and the checkpoint, decided before anything is built ----------------
+    def _section(self) -> Namespace:
+        subcommand = self.config.get("subcommand")
+        return self.config[subcommand] if subcommand else self.config
+
+    def _section_dump(self) -> dict[str, Any]:
+        subcommand = self.config.get("subcommand")
+        parser = self._parser(subcommand) if subcommand else self.parser
+        return yaml.safe_load(parser.dump(self._section())) or {}
+
+    def _parse_ckpt_path(self) -> None:
+        # Lightning's version replaces the config's model arguments with the checkpoint's without
+        # a word; here a checkpoint must match the config, or the user asks for its arguments.
+        section, dump = self._section(), self._section_dump()
+        fallback = (
+            _short_class_name(dump.get("data"), "data"),
+            _short_class_name((dump.get("model") or {}).get("init_args", {}).get("loss"), "run"),
+        )
+        dataset, method = run_identity(section.get("config") or [], fallback)
+        root = Path(section.get("trainer.default_root_dir") or RUNS_ROOT)
+        method_dir = root / dataset / method
+        self.run_identity = (dataset, method)
+        ckpt_path = section.get("ckpt_path")
+        run_dir = section.get("run_dir")
+        if ckpt_path == "last":
+            found_dir, ckpt_file = find_last_checkpoint(method_dir, dump)
+            section["ckpt_path"] = str(ckpt_file)
+            run_dir = run_dir or found_dir
+        elif ckpt_path not in (None, "best", "hpc"):
+            checkpoint = read_checkpoint(ckpt_path)
+            if section.get("use_ckpt_config"):
+                super()._parse_ckpt_path()
+                self._data_from_checkpoint(checkpoint)
+            else:
+                differences = checkpoint_differences(checkpoint, dump)
+                if differences:
+                    raise ValueError(
+                        f"ckpt_path: {ckpt_path} was made with other arguments than this config "
+                        f"({', '.join(differences)}): give the matching --config, or "
+                        "--use_ckpt_config=true to take the model and data from the checkpoint"
+                    )
+            run_dir = run_dir or run_dir_of_checkpoint(ckpt_path)
+        if run_dir is None:
+            inherited = os.environ.get(_RUN_DIR_VARIABLE)
+            if inherited and os.environ.get("LOCAL_RANK", "0") != "0":
+                run_dir = inherited  # a DDP worker process: its launcher's run folder
+            else:
+                run_dir = new_run_dir(method_dir, section.get("run_name"))
+        self.run_dir = Path(run_dir)
+        os.environ[_RUN_DIR_VARIABLE] = str(self.run_dir)
+
+    def _data_from_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        hparams = dict(checkpoint.get("datamodule_hyper_parameters") or {})
+        hparams.pop("_instantiator", None)
+        if "_class_path" not in hparams:
+            return
+        data = {"class_path": hparams.pop("_class_path"), "init_args": hparams}
+        subcommand = self.config.get("subcommand")
+        self.config = self.parser.parse_object({subcommand: {"data": data}}, self.config)
+
+    def before_instantiate_classes(self) -> None:
+        section = self._section()
+        section["trainer.default_root_dir"] = str(self.run_dir)
+        dataset, method = self.run_identity
+        loggers = section.get("trainer.logger")
+        for logger in loggers if isinstance(loggers, list) else [loggers]:
+            if not isinstance(logger, Namespace) or not logger.get("class_path"):
+                continue
+            logger["init_args.save_dir"] = str(self.run_dir)
+            if logger["class_path"].endswith("WandbLogger"):
+                if not logger.get("init_args.name"):
+                    logger["init_args.name"] = f"{method}/{self.run_dir.name}"
+                extra = logger.get("dict_kwargs") or {}
+                extra.setdefault("group", method)
+                extra.setdefault("tags", [dataset, method])
+                logger["dict_kwargs"] = extra
+
+    def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
+        trainer = super().instantiate_trainer(**kwargs)
+        for callback in trainer.callbacks:
+            if isinstance(callback, ModelCheckpoint) and callback.dirpath is None:
+                callback.dirpath = str(self.run_dir / CHECKPOINTS)
+            elif isinstance(callback, InterruptCheckpoint) and callback.dirpath is None:
+                callback.dirpath = str(self.run_dir)
+        return trainer
+
+    # -- subcommands ---------------------------------------------------------------------------
+    def fit(self, model: L.LightningModule, **kwargs: Any) -> None:
+        try:
+            self.trainer.fit(model, **kwargs)
+        except SIGTERMException as stop:
+            raise RunInterrupted(self._interrupted_message()) from stop
+
+    def _interrupted_message(self) -> str:
+        savers = [c for c in self.trainer.callbacks if isinstance(c, InterruptCheckpoint)]
+        if not savers:
+            return (
+                "stopped by a signal at the end of a training batch; no InterruptCheckpoint "
+                "callback is configured, so the run continues only from its last epoch: "
+                "--ckpt_path last"
             )
+        saver = savers[0]
+        resume = "--ckpt_path last"
+        if saver.saved_to is not None and saver.save_error is not None:
+            resume = f"--ckpt_path {saver.saved_to}"
+        elif saver.saved_to is None:
+            resume = "--ckpt_path last (from its last finished epoch)"
+        return (
+            f"stopped by a signal at the end of a training batch; {saver.describe()}: continue "
+            f"it with the same command and {resume}"
+        )
 
 
 def _wandb_has_credentials() -> bool:
@@ -180,14 +313,13 @@ def main(args: list[str] | None = None) -> None:
     program = "ltlight"  # also under `python -m ltlight.cli`
     try:
         LongTailCLI(args=args)
-    except SIGTERMException:
+    except RunInterrupted as stop:
         # Lightning stops on SIGTERM (and, with InterruptCheckpoint, a first Ctrl-C) by raising a
         # SystemExit without a code, which would report success.
-        print(
-            f"{program}: stopped by a signal at the end of a training batch; a checkpoint "
-            "callback (InterruptCheckpoint) saved the run: continue it with --ckpt_path last",
-            file=sys.stderr,
-        )
+        print(f"{program}: {stop}", file=sys.stderr)
+        sys.exit(128 + signal.SIGTERM)
+    except SIGTERMException:
+        print(f"{program}: stopped by a signal", file=sys.stderr)
         sys.exit(128 + signal.SIGTERM)
     except USER_ERRORS as error:
         if os.environ.get("LTLIGHT_TRACEBACK"):

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from ltlight import LongTailModule
 from ltlight.cli import LongTailCLI, condense_error, main
@@ -100,34 +101,44 @@ def run_ltlight(*args, cwd, timeout=600):
     )
 
 
-def check_quick_start(tmp_path, *overrides):
-    """The README's quick start writes a checkpoint; `validate` on it prints the metrics."""
+def check_quick_start(tmp_path, *overrides, epochs=40):
+    """The README's quick start writes one run folder; `validate` on its checkpoint prints the
+    metrics of the last epoch."""
     fit = run_ltlight("fit", "--config", str(QUICK_START), *overrides, cwd=tmp_path)
     assert fit.returncode == 0, fit.stderr[-3000:]
-    checkpoints = sorted(tmp_path.glob("runs/digits_lt/**/checkpoints/last.ckpt"))
-    assert len(checkpoints) == 1, list(tmp_path.rglob("*"))
-    images = list(tmp_path.glob("runs/digits_lt/wandb/offline-run-*/files/media/images/**/*.png"))
+    (run,) = (tmp_path / "runs" / "digits_lt" / "ldam_drw").iterdir()
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.yaml", "wandb"]
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["last.ckpt"]
+    checkpoint = run / "checkpoints" / "last.ckpt"
+    assert torch.load(checkpoint, weights_only=True)["epoch"] == epochs - 1  # the last epoch
+    images = list(run.glob("wandb/offline-run-*/files/media/images/**/*.png"))
     names = {p.name.split("_")[0] for p in images}
     assert any("per" in p.name for p in images) and any("reliability" in p.name for p in images), (
         names
     )
+    # No Lightning warning asks the user to do what the config does.
+    assert "save_last" not in fit.stderr and "without a model" not in fit.stderr, fit.stderr
+    fit_config = (run / "config.yaml").read_text()
 
     validate = run_ltlight(
         "validate",
         "--config",
         str(QUICK_START),
         "--trainer.logger=false",
-        f"--ckpt_path={checkpoints[0]}",
+        f"--ckpt_path={checkpoint}",
         cwd=tmp_path,
     )
     assert validate.returncode == 0, validate.stderr[-3000:]
     out = validate.stdout
     assert "val/balanced_error" in out and "val/ece" in out
     assert "balanced error" in out and "ECE" in out  # the per-class summary table
+    assert f"(epoch {epochs - 1})" in out  # the checkpoint's epoch, not the trainer's 0
+    assert (run / "validate_config.yaml").is_file()
+    assert (run / "config.yaml").read_text() == fit_config  # validate keeps the fit's config
 
 
 def test_quick_start_writes_a_checkpoint_that_validates(tmp_path):
-    check_quick_start(tmp_path, "--trainer.max_epochs=2")
+    check_quick_start(tmp_path, "--trainer.max_epochs=2", epochs=2)
 
 
 @pytest.mark.slow

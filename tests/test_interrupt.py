@@ -39,11 +39,13 @@ RUN = [
     "--trainer.enable_progress_bar=false",
     "--trainer.enable_model_summary=false",
     "--trainer.default_root_dir=run",
+    "--run_name=r",
     "--data.init_args.augment=true",
     "--model.init_args.callbacks=[{class_path: ltlight.callbacks.DeferredResampling, "
     "init_args: {start_epoch: 1}}]",
 ]
-INTERRUPTED = Path("runs") / "digits_lt" / "interrupted" / "last.ckpt"  # from trainer.yaml
+METHOD_DIR = Path("run") / "digits_lt" / "ghm"  # <default_root_dir>/<dataset>/<method>
+INTERRUPTED = METHOD_DIR / "r" / "interrupted.ckpt"
 
 
 def environment():
@@ -99,23 +101,17 @@ def final_table(stdout):
 
 
 def outcome(cwd, stdout):
-    checkpoint = torch.load(cwd / "run" / "checkpoints" / "last.ckpt", weights_only=True)
-    (score,) = [
-        state["current_score"]
-        for name, state in checkpoint["callbacks"].items()
-        if name.startswith("ModelCheckpoint")
-    ]
-    return checkpoint["global_step"], checkpoint["state_dict"], score, final_table(stdout)
+    checkpoint = torch.load(cwd / METHOD_DIR / "r" / "checkpoints" / "last.ckpt", weights_only=True)
+    return checkpoint["global_step"], checkpoint["state_dict"], final_table(stdout)
 
 
 def assert_same_outcome(resumed, reference):
-    step, weights, score, table = resumed
-    ref_step, ref_weights, ref_score, ref_table = reference
-    assert step == ref_step == 24
+    step, weights, table = resumed
+    ref_step, ref_weights, ref_table = reference
+    assert step == ref_step == 24  # last.ckpt is the last epoch's
     assert weights.keys() == ref_weights.keys()
     for key in weights:
         assert torch.equal(weights[key], ref_weights[key]), key
-    assert torch.equal(score, ref_score)
     assert table == ref_table
 
 
@@ -169,13 +165,24 @@ def test_ctrl_c_mid_step_stops_at_the_batch_end_and_ckpt_path_last_finishes_bit_
     check_interrupted_run(tmp_path, rc, err)
     digest = sha256(tmp_path / INTERRUPTED)
 
-    # Lightning resumes from "last" whenever ckpt_path is missing; another method must not.
+    # Another method's "last" is not this run: an error that says where it looked.
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exit_info:
-        main(["fit", "--config", str(OTHER_METHOD), *RUN])
+        main(["fit", "--config", str(OTHER_METHOD), *RUN, "--ckpt_path=last"])
     assert exit_info.value.code == 2
     last = capsys.readouterr().err.strip().splitlines()[-2]
-    assert "ckpt_path" in last and str(INTERRUPTED) in last and "model.loss" in last, last
+    assert "ckpt_path" in last and str(Path("run", "digits_lt", "ce")) in last, last
+    # The same method with another data seed does not continue this run...
+    other_seed = [*RUN, "--data.init_args.seed=3", "--run_name=seed3", "--trainer.max_epochs=1"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(CONFIG), *other_seed, "--ckpt_path=last"])
+    assert exit_info.value.code == 2
+    assert "data.seed" in capsys.readouterr().err
+    # ... and without --ckpt_path it is a new run (Lightning would resume from "last").
+    main(["fit", "--config", str(CONFIG), *other_seed])
+    out = capsys.readouterr()
+    assert "Restored" not in out.out + out.err
+    assert torch.load(tmp_path / METHOD_DIR / "seed3" / "checkpoints" / "last.ckpt")["epoch"] == 0
     assert sha256(tmp_path / INTERRUPTED) == digest
 
     rc, out, err = fit(tmp_path, CONFIG, "--ckpt_path=last")

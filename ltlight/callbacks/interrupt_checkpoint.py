@@ -10,40 +10,68 @@ overwriting an interrupted run's checkpoint with an untrained model that the nex
 from, and removes its file at the end of every successful run, a ``validate`` of another method
 included.
 
-This subclass (still an ``OnExceptionCheckpoint``, so ``--ckpt_path last`` finds its file):
+Lightning 2.6 also resumes every ``fit`` without ``ckpt_path`` from ``"last"`` as soon as an
+``OnExceptionCheckpoint`` is configured (warning about it on every fresh run). So this callback is a
+plain :class:`~lightning.pytorch.callbacks.Checkpoint`: a new run never continues an old one by
+itself; ``ltlight fit ... --ckpt_path last`` finds this run's file (:mod:`ltlight.runs`). It:
 
 * turns the first Ctrl-C during training into SIGTERM's path — the batch finishes, then the run
   stops with a checkpoint on a batch boundary; a second Ctrl-C interrupts at once;
-* saves only once training has started (after set-up and any restore), so a failed start leaves
-  an existing checkpoint alone;
+* saves only when training stops on SIGTERM or Ctrl-C, once training has started (after set-up and
+  any restore): a failed start leaves an existing checkpoint alone, and an error (a NaN loss, a
+  bug) does not leave a checkpoint of broken weights to resume from;
+* when its folder cannot be written (read-only, full), says so and saves to the temporary folder
+  instead, or says that nothing was saved;
 * removes its file only after a ``fit`` that resumed from it has finished.
 """
 
 import os
 import signal
+import tempfile
 import threading
 from types import FrameType
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import OnExceptionCheckpoint
+from lightning.pytorch.callbacks import Checkpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
 
-class InterruptCheckpoint(OnExceptionCheckpoint):
-    """Save ``<dirpath>/<filename>.ckpt`` when training stops on SIGTERM, Ctrl-C or an error.
+class InterruptCheckpoint(Checkpoint):
+    """Save ``<dirpath>/<filename>.ckpt`` when SIGTERM or Ctrl-C stops training.
 
     Args:
-        dirpath: folder of the checkpoint (created when saving).
+        dirpath: folder of the checkpoint (created when saving); ``None``: the trainer's
+            ``default_root_dir`` — the run's folder under ``ltlight``.
         filename: its name without ``.ckpt``.
+
+    After an interruption, :attr:`saved_to` is the file written (``None`` if nothing could be)
+    and :attr:`save_error` says why the chosen folder could not be written, if it could not.
     """
 
-    def __init__(self, dirpath: str, filename: str = "last") -> None:
-        super().__init__(dirpath, filename)
+    FILE_EXTENSION = ".ckpt"
+
+    def __init__(self, dirpath: str | None = None, filename: str = "interrupted") -> None:
+        super().__init__()
+        if not filename:
+            raise ValueError("filename must be a non-empty file name, got ''")
+        self.dirpath = dirpath
+        self.filename = filename
+        self.saved_to: str | None = None
+        self.save_error: str | None = None
         self._training = False
         self._previous_sigint: Any = None
         self._sigint_installed = False
         self._sigint_pressed = False
+
+    @property
+    def ckpt_path(self) -> str:
+        return os.path.join(self.dirpath or ".", self.filename + self.FILE_EXTENSION)
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self.dirpath is None:
+            self.dirpath = str(trainer.default_root_dir)
 
     # -- Ctrl-C during training: stop at the end of the batch ---------------------------------
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -83,10 +111,40 @@ class InterruptCheckpoint(OnExceptionCheckpoint):
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
     ) -> None:
         self._restore_sigint()
-        if self._training:
-            rank_zero_info(f"Saving a checkpoint of the interrupted run to {self.ckpt_path}")
-            super().on_exception(trainer, pl_module, exception)
+        interrupted = isinstance(exception, (SIGTERMException, KeyboardInterrupt))
+        if self._training and interrupted:
+            self._save(trainer)
         self._training = False
+
+    def _save(self, trainer: L.Trainer) -> None:
+        self.saved_to = self.save_error = None
+        try:
+            trainer.save_checkpoint(self.ckpt_path)
+        except OSError as error:
+            self.save_error = f"could not write {self.ckpt_path} ({type(error).__name__}: {error})"
+        else:
+            self.saved_to = self.ckpt_path
+            rank_zero_info(f"Saved a checkpoint of the interrupted run to {self.ckpt_path}")
+            return
+        fallback = os.path.join(
+            tempfile.gettempdir(), f"ltlight-{os.getpid()}-{self.filename}{self.FILE_EXTENSION}"
+        )
+        try:
+            trainer.save_checkpoint(fallback)
+        except OSError as error:
+            self.save_error += f", nor {fallback} ({type(error).__name__}: {error})"
+        else:
+            self.saved_to = fallback
+
+    def describe(self) -> str:
+        """Where the interrupted run was saved — or could not be — in one sentence."""
+        if self.saved_to is None and self.save_error is None:
+            return "no checkpoint was saved (training had not started)"
+        problem = f"{self.save_error}; " if self.save_error else ""
+        if self.saved_to is None:
+            return f"{problem}nothing was saved"
+        where = "saved it instead to" if self.save_error else "saved the run to"
+        return f"{problem}{where} {self.saved_to}"
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self._restore_sigint()

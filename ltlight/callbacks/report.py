@@ -76,12 +76,26 @@ class PerClassReport(L.Callback):
         # Last computed results per stage, on the CPU, for the table printed at the end. A display
         # cache only: nothing in training depends on it, so it is not checkpointed.
         self._last: dict[str, tuple[dict[str, Tensor], int]] = {}
+        # The epoch of the checkpoint `validate`/`test` evaluate (their trainer counts from 0).
+        self._checkpoint_epoch: int | None = None
 
     # -- hooks -------------------------------------------------------------------------------
     # The metric is checked at the start of the loops, not in `setup`: callbacks' `setup` runs
     # before the module's, which is where LongTailModule creates its metrics.
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._last.pop("val", None)
+
+    def on_load_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        epoch = checkpoint.get("epoch")
+        self._checkpoint_epoch = int(epoch) if epoch is not None else None
+
+    def _epoch(self, trainer: L.Trainer) -> int:
+        """The epoch the weights come from: the checkpoint's outside ``fit``."""
+        if trainer.state.fn != TrainerFn.FITTING and self._checkpoint_epoch is not None:
+            return self._checkpoint_epoch
+        return trainer.current_epoch
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._metrics(pl_module, "val")
@@ -141,7 +155,7 @@ class PerClassReport(L.Callback):
         results = {key: value.detach().cpu() for key, value in computed.items()}
         if int(results["bin_count"].sum()) == 0:
             return
-        self._last[stage] = (results, trainer.current_epoch)
+        self._last[stage] = (results, self._epoch(trainer))
         if draw and self.figures and trainer.loggers:
             self._log_figures(trainer, pl_module, stage, results)
 
@@ -170,7 +184,7 @@ class PerClassReport(L.Callback):
         results: dict[str, Tensor],
     ) -> None:
         context = self._context(trainer, pl_module, stage)
-        epoch = trainer.current_epoch
+        epoch = self._epoch(trainer)
         title = f"{_TITLES[stage]}, epoch {epoch}"
         figures = {
             "per_class_error": per_class_error_figure(

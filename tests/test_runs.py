@@ -1,0 +1,233 @@
+"""One folder per run: `ltlight` never mixes two runs, never resumes one unasked, and refuses a
+checkpoint that is not what the command says.
+
+The fits are subprocesses of the console script's module (the CLI is the subject); commands that
+must stop before training run ``main`` in-process.
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from ltlight.checkpoint_file import read_checkpoint
+from ltlight.cli import main
+from ltlight.runs import config_differences, find_last_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs" / "digits_lt"
+QUIET = [
+    "--trainer.logger=false",
+    "--trainer.enable_progress_bar=false",
+    "--trainer.enable_model_summary=false",
+]
+
+
+def environment():
+    path = os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])
+    return dict(os.environ, PYTHONPATH=path, WANDB_MODE="offline", PYTHONUNBUFFERED="1")
+
+
+def ltlight(*args, cwd):
+    command = [sys.executable, "-m", "ltlight.cli", *args]
+    return subprocess.run(
+        command, cwd=cwd, env=environment(), capture_output=True, text=True, timeout=600
+    )
+
+
+def run_main(*args):
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(args))
+    return exit_info.value.code
+
+
+@pytest.fixture(scope="module")
+def ce_run(tmp_path_factory):
+    """`ltlight fit` of Digits-LT CE for 2 epochs: the working folder and the run folder."""
+    cwd = tmp_path_factory.mktemp("ce_run")
+    fit = ltlight(
+        "fit", "--config", str(CONFIGS / "ce.yaml"), "--trainer.max_epochs=2", *QUIET, cwd=cwd
+    )
+    assert fit.returncode == 0, fit.stderr[-3000:]
+    (run,) = (cwd / "runs" / "digits_lt" / "ce").iterdir()
+    return cwd, run
+
+
+def test_a_run_writes_its_own_folder_with_the_last_epoch_as_last_ckpt(ce_run):
+    cwd, run = ce_run
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.yaml"]
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["epoch"] == 1 and checkpoint["global_step"] == 16
+    assert "ltlight.losses.CrossEntropyLoss" in (run / "config.yaml").read_text()
+    assert not (cwd / "runs" / "digits_lt" / "config.yaml").exists()
+
+
+def test_the_same_command_twice_makes_two_runs_and_resumes_neither(tmp_path):
+    command = ["fit", "--config", str(CONFIGS / "ce.yaml"), "--trainer.max_epochs=1", *QUIET]
+    first, second = ltlight(*command, cwd=tmp_path), ltlight(*command, cwd=tmp_path)
+    assert first.returncode == second.returncode == 0, second.stderr[-3000:]
+    assert "Restored" not in second.stdout + second.stderr
+    runs = sorted((tmp_path / "runs" / "digits_lt" / "ce").iterdir())
+    assert len(runs) == 2
+    for run in runs:
+        assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 0
+
+
+def test_ckpt_path_last_after_sigkill_continues_from_the_last_finished_epoch(tmp_path):
+    marker = tmp_path / "in_step.txt"
+    command = [sys.executable, "-m", "ltlight.cli", "fit", "--config", str(CONFIGS / "ce.yaml")]
+    command += ["--trainer.max_epochs=3", *QUIET, "--run_name=killed"]
+    hold = [
+        "--trainer.callbacks+=signal_marker.WaitForSignal",
+        "--trainer.callbacks.init_args.step=11",
+        f"--trainer.callbacks.init_args.marker={marker}",
+    ]
+    process = subprocess.Popen(
+        [*command, *hold],
+        cwd=tmp_path,
+        env=environment(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 300
+    while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert marker.exists(), process.communicate()[1][-3000:]
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    run = tmp_path / "runs" / "digits_lt" / "ce" / "killed"
+    assert not (run / "interrupted.ckpt").exists()  # SIGKILL leaves only the epoch checkpoint
+
+    resumed = ltlight(*command[3:], "--ckpt_path=last", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"Restored all states from the checkpoint at {Path('runs/digits_lt/ce/killed')}" in (
+        resumed.stdout + resumed.stderr
+    )
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["epoch"] == 2 and checkpoint["global_step"] == 24
+
+
+def test_ckpt_path_last_without_a_matching_run_is_an_error_that_lists_the_runs(
+    ce_run, monkeypatch, capsys
+):
+    cwd, run = ce_run
+    monkeypatch.chdir(cwd)
+    base = ["fit", "--config", str(CONFIGS / "ce.yaml"), *QUIET, "--ckpt_path=last"]
+    assert run_main(*base, "--model.init_args.loss.init_args.reduction=sum") == 2
+    err = capsys.readouterr().err
+    assert str(run.relative_to(cwd)) in err and "model.loss.reduction" in err, err
+    assert (
+        run_main("validate", "--config", str(CONFIGS / "focal.yaml"), *QUIET, "--ckpt_path=last")
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "no runs there" in err and str(Path("runs", "digits_lt", "focal")) in err, err
+
+
+def test_a_checkpoint_of_another_method_or_dataset_is_refused_naming_the_fields(
+    ce_run, monkeypatch, capsys
+):
+    cwd, run = ce_run
+    monkeypatch.chdir(cwd)
+    checkpoint = str(run / "checkpoints" / "last.ckpt")
+    validate = ["validate", *QUIET, f"--ckpt_path={checkpoint}"]
+    assert run_main(*validate, "--config", str(CONFIGS / "ldam_drw.yaml")) == 2
+    err = capsys.readouterr().err
+    assert checkpoint in err
+    for field in ("model.loss.class_path", "model.backbone.normed", "model.callbacks"):
+        assert field in err, err
+    other_data = ["--data=ltlight.data.FashionMNISTLTDataModule", "--data.init_args.download=false"]
+    assert run_main(*validate, "--config", str(CONFIGS / "ce.yaml"), *other_data) == 2
+    assert "data.class_path" in capsys.readouterr().err
+
+
+def test_use_ckpt_config_takes_the_model_from_the_checkpoint(ce_run):
+    cwd, run = ce_run
+    checkpoint = run / "checkpoints" / "last.ckpt"
+    result = ltlight(
+        "validate",
+        "--config",
+        str(CONFIGS / "ldam_drw.yaml"),
+        *QUIET,
+        f"--ckpt_path={checkpoint}",
+        "--use_ckpt_config=true",
+        cwd=cwd,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    saved = (run / "validate_config.yaml").read_text()
+    assert "CrossEntropyLoss" in saved and "LDAMLoss" not in saved
+
+
+def broken_copies(good: Path, folder: Path) -> dict[str, tuple[Path, str]]:
+    """Checkpoint files damaged in each way, and a word the error must say about each."""
+    data = good.read_bytes()
+    with zipfile.ZipFile(good) as archive:
+        member = max(archive.infolist(), key=lambda info: info.file_size)
+        offset = member.header_offset + 30 + len(member.filename) + len(member.extra)
+    flipped = bytearray(data)
+    flipped[offset + member.compress_size // 2] ^= 0xFF
+    cases = {
+        "damaged": (bytes(flipped), "CRC"),
+        "truncated": (data[: len(data) // 2], "truncated"),
+        "empty": (b"", "empty"),
+        "not a checkpoint": (b"name,label\nimage.png,3\n", "not a PyTorch checkpoint"),
+    }
+    copies = {}
+    for name, (content, word) in cases.items():
+        path = folder / f"{name.replace(' ', '_')}.ckpt"
+        path.write_bytes(content)
+        copies[name] = (path, word)
+    torch.save({"weights": torch.ones(2)}, folder / "plain.pt")
+    copies["torch file, not Lightning"] = (folder / "plain.pt", "not a Lightning checkpoint")
+    return copies
+
+
+def test_a_broken_checkpoint_file_is_named_with_what_is_wrong(
+    ce_run, tmp_path, monkeypatch, capsys
+):
+    _, run = ce_run
+    monkeypatch.chdir(tmp_path)
+    for name, (path, word) in broken_copies(run / "checkpoints" / "last.ckpt", tmp_path).items():
+        with pytest.raises(ValueError, match=word):
+            read_checkpoint(path)
+        code = run_main(
+            "validate", "--config", str(CONFIGS / "ce.yaml"), *QUIET, f"--ckpt_path={path}"
+        )
+        err = capsys.readouterr().err
+        assert code == 2 and str(path) in err and word in err and "Traceback" not in err, name
+
+
+def test_config_differences_name_nested_arguments_whichever_way_they_are_written():
+    saved = {"_class_path": "m.M", "loss": {"class_path": "l.LDAM", "init_args": {"s": 30}}}
+    current = {"class_path": "m.M", "init_args": {"loss": {"_class_path": "l.LDAM", "s": 30.0}}}
+    assert config_differences(saved, current, "model") == []
+    current["init_args"]["loss"]["s"] = 16.0
+    current["init_args"]["compile"] = True  # how it runs, not what it is
+    assert config_differences(saved, current, "model") == ["model.loss.s"]
+
+
+def test_find_last_checkpoint_takes_the_newest_matching_run(tmp_path):
+    config = "model: {class_path: m.M}\ndata: {class_path: d.D, init_args: {seed: 0}}\n"
+    for name, seed in (("a", 0), ("b", 1), ("c", 0)):
+        (tmp_path / name / "checkpoints").mkdir(parents=True)
+        (tmp_path / name / "config.yaml").write_text(config.replace("seed: 0", f"seed: {seed}"))
+        (tmp_path / name / "checkpoints" / "last.ckpt").write_bytes(b"x")
+        time.sleep(0.02)
+    (tmp_path / "a" / "interrupted.ckpt").write_bytes(b"x")  # the newest file of all
+    current = {
+        "model": {"class_path": "m.M"},
+        "data": {"class_path": "d.D", "init_args": {"seed": 0}},
+    }
+    assert find_last_checkpoint(tmp_path, current) == (
+        tmp_path / "a",
+        tmp_path / "a" / "interrupted.ckpt",
+    )
+    shutil.rmtree(tmp_path / "a")
+    assert find_last_checkpoint(tmp_path, current)[0] == tmp_path / "c"
