@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
+from ltlight._lightning_internals import hyperparameters_given_by_cli
 from ltlight.distributed import is_distributed
 from ltlight.losses import CrossEntropyLoss
 from ltlight.losses.base import check_class_counts
@@ -24,15 +25,6 @@ from ltlight.optim import paper_sgd
 
 OptimizerFactory = Callable[[Iterable], Optimizer]
 SchedulerFactory = Callable[[Optimizer], LRScheduler]
-
-
-def _built_by_cli() -> bool:
-    """True while LightningCLI instantiates the module (it then supplies primitive hparams)."""
-    try:
-        from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
-    except ImportError:  # pragma: no cover - a future Lightning without it
-        return False
-    return _given_hyperparameters.get() is not None
 
 
 def _numpy_state_to_primitives(state: tuple) -> tuple:
@@ -112,7 +104,7 @@ class LongTailModule(L.LightningModule):
         if ece_bins < 1:
             raise ValueError(f"ece_bins must be >= 1, got {ece_bins}")
         objects = ["backbone", "loss", "optimizer", "lr_scheduler", "callbacks"]
-        self.save_hyperparameters(ignore=None if _built_by_cli() else objects)
+        self.save_hyperparameters(ignore=None if hyperparameters_given_by_cli() else objects)
         self.backbone = backbone
         self.loss = loss if loss is not None else CrossEntropyLoss()
         self.optimizer_factory = optimizer
@@ -142,7 +134,7 @@ class LongTailModule(L.LightningModule):
 
     # -- set-up: class counts reach the loss and the metrics --------------------------------
     def setup(self, stage: str) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
+        datamodule = getattr(self._attached_trainer(), "datamodule", None)
         counts = getattr(datamodule, "class_counts", None)
         loss_counts = getattr(self.loss, "class_counts", None)
         if counts is not None:
@@ -209,6 +201,12 @@ class LongTailModule(L.LightningModule):
                 f"backbone.{extra[0]} (another architecture?)"
             )
         self.backbone.load_state_dict(saved)
+
+    def _attached_trainer(self) -> L.Trainer | None:
+        try:
+            return self.trainer
+        except RuntimeError:  # Lightning's public answer for "not attached to a Trainer"
+            return None
 
     def _resolve_num_classes(self, datamodule: Any, counts: Sequence[int] | None) -> int:
         candidates = {
@@ -364,9 +362,10 @@ class LongTailModule(L.LightningModule):
             return optimizer
         scheduler = self.lr_scheduler_factory(optimizer)
         set_max_epochs = getattr(scheduler, "set_max_epochs", None)
-        if set_max_epochs is not None and self._trainer is not None:
+        trainer = self._attached_trainer()
+        if set_max_epochs is not None and trainer is not None:
             # a schedule in fractions of the run (WarmupMultiStepLR) learns the run's length
-            set_max_epochs(self.trainer.max_epochs)
+            set_max_epochs(trainer.max_epochs)
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
