@@ -20,6 +20,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
+from ltlight.callbacks.finite_loss import NonFiniteLossError
 from ltlight.callbacks.interrupt_checkpoint import InterruptCheckpoint
 from ltlight.checkpoint_file import read_checkpoint
 from ltlight.module import LongTailModule
@@ -321,6 +322,11 @@ def main(args: list[str] | None = None) -> None:
     except SIGTERMException:
         print(f"{program}: stopped by a signal", file=sys.stderr)
         sys.exit(128 + signal.SIGTERM)
+    except NonFiniteLossError as error:
+        if os.environ.get("LTLIGHT_TRACEBACK"):
+            raise
+        print(f"{program}: error: {error}", file=sys.stderr)
+        sys.exit(1)
     except USER_ERRORS as error:
         if os.environ.get("LTLIGHT_TRACEBACK"):
             raise

@@ -352,7 +352,13 @@ class LongTailModule(L.LightningModule):
         metrics.reset()
 
     def configure_callbacks(self) -> list[L.Callback]:
-        return self.method_callbacks
+        from ltlight.callbacks.finite_loss import StopOnNonFiniteLoss
+
+        callbacks = list(self.method_callbacks)
+        present = [*callbacks, *(self.trainer.callbacks if self._trainer else [])]
+        if not any(isinstance(callback, StopOnNonFiniteLoss) for callback in present):
+            callbacks.append(StopOnNonFiniteLoss())  # a diverged run stops with a clear error
+        return callbacks
 
     # -- optimisation ------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:

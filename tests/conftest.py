@@ -14,6 +14,10 @@ from fake_datasets import (
     write_cifar10,
     write_cifar100,
     write_fashion_mnist,
+    write_image_folder,
+    write_imagenet_lt,
+    write_inaturalist2018,
+    write_places_lt,
 )
 
 
@@ -53,3 +57,41 @@ def fashion_mnist_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
 def fashion_mnist_system_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A folder with the four gzipped IDX files, laid out like the Debian package's."""
     return write_fashion_mnist(str(tmp_path_factory.mktemp("fashion_mnist_deb")), gzipped=True)
+
+
+# -- image-file datasets in their exact formats (``fake_datasets.py``) --------------------------
+@pytest.fixture(scope="session")
+def imagenet_lt_dir(tmp_path_factory: pytest.TempPathFactory):
+    """``images/`` (ILSVRC2012 layout) and ``splits/ImageNet_LT_{train,val,test}.txt``."""
+    root = tmp_path_factory.mktemp("imagenet_lt")
+    write_imagenet_lt(str(root / "images"), str(root / "splits"))
+    return root
+
+
+@pytest.fixture(scope="session")
+def places_lt_dir(tmp_path_factory: pytest.TempPathFactory):
+    """``images/`` (Places365 layout) and ``splits/Places_LT_{train,val,test}.txt``."""
+    root = tmp_path_factory.mktemp("places_lt")
+    write_places_lt(str(root / "images"), str(root / "splits"))
+    return root
+
+
+@pytest.fixture(scope="session")
+def inat2018_dir(tmp_path_factory: pytest.TempPathFactory):
+    """``train2018.json``, ``val2018.json`` and ``train_val2018/`` with 8,142 categories."""
+    root = tmp_path_factory.mktemp("inat2018")
+    write_inaturalist2018(str(root))
+    return root
+
+
+#: The class folders of ``image_folder_dir``: 10 classes, long-tailed, as ``configs/folder``.
+FOLDER_COUNTS = {f"class_{c}": n for c, n in enumerate([8, 6, 5, 4, 4, 3, 3, 3, 3, 3])}
+
+
+@pytest.fixture(scope="session")
+def image_folder_dir(tmp_path_factory: pytest.TempPathFactory):
+    """``train/<class>/`` (``FOLDER_COUNTS``) and ``test/<class>/`` (2 per class) JPEGs."""
+    root = tmp_path_factory.mktemp("image_folder")
+    write_image_folder(str(root / "train"), FOLDER_COUNTS)
+    write_image_folder(str(root / "test"), dict.fromkeys(FOLDER_COUNTS, 2), first_index=100)
+    return root

@@ -182,3 +182,116 @@ def write_image_folder(
             )
             index += 1
     return root
+
+
+# -- the standard long-tail benchmarks, in their exact on-disk formats ----------------------
+# Images are tiny JPEGs (shared bytes per class colour, so thousands of files write in seconds);
+# the class counts are the real ones' shape: class c has FAKE_HEAD[c] training images, 1 if
+# c >= len(FAKE_HEAD). Labels encode the class in channel 0 as above (mod 32).
+
+FAKE_HEAD = (6, 4, 3, 2)
+
+
+def _jpeg_bytes(label: int, cache: dict = {}) -> bytes:  # noqa: B006 - a deliberate memo
+    from io import BytesIO
+
+    from PIL import Image
+
+    key = label % 32
+    if key not in cache:
+        buffer = BytesIO()
+        Image.new("RGB", (48, 36), code_colour(key, 0)).save(buffer, "JPEG", quality=95)
+        cache[key] = buffer.getvalue()
+    return cache[key]
+
+
+def _write(root: str, relpath: str, label: int) -> None:
+    path = os.path.join(root, relpath)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(_jpeg_bytes(label))
+
+
+def train_count(label: int) -> int:
+    return FAKE_HEAD[label] if label < len(FAKE_HEAD) else 1
+
+
+def imagenet_wnid(label: int) -> str:
+    """A WordNet id shaped like ImageNet's (``n01440764`` is class 0, tench, as in ImageNet)."""
+    return f"n{1440764 + 1000 * label:08d}"
+
+
+def write_imagenet_lt(root: str, split_dir: str, flat_test: bool = False) -> None:
+    """ImageNet-LT: ``ImageNet_LT_{train,val,test}.txt`` in ``split_dir``, images under ``root``.
+
+    Train and val (one per class, carved from ImageNet's train as the real val is) list
+    ``train/<wnid>/<wnid>_<n>.JPEG``; test lists ``val/<wnid>/ILSVRC2012_val_<8 digits>.JPEG``
+    (one per class). ``flat_test`` stores the test images as ILSVRC2012's val tar extracts them,
+    ``val/ILSVRC2012_val_<8 digits>.JPEG``, while the split file keeps the class folders.
+    """
+    os.makedirs(split_dir, exist_ok=True)
+    lines: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+    for label in range(1000):
+        wnid = imagenet_wnid(label)
+        for i in range(train_count(label) + 1):
+            relpath = f"train/{wnid}/{wnid}_{10026 + i}.JPEG"
+            _write(root, relpath, label)
+            lines["val" if i == 0 else "train"].append(f"{relpath} {label}")
+        file = f"ILSVRC2012_val_{label + 1:08d}.JPEG"
+        lines["test"].append(f"val/{wnid}/{file} {label}")
+        _write(root, f"val/{file}" if flat_test else f"val/{wnid}/{file}", label)
+    for split, split_lines in lines.items():
+        with open(os.path.join(split_dir, f"ImageNet_LT_{split}.txt"), "w") as f:
+            f.write("\n".join(split_lines) + "\n")
+
+
+def places_category(label: int) -> str:
+    return f"{chr(ord('a') + label % 26)}/scene_{label:03d}"
+
+
+def write_places_lt(root: str, split_dir: str) -> None:
+    """Places-LT: ``Places_LT_{train,val,test}.txt``, 365 classes, Places365-Standard paths.
+
+    Train and val list ``data_256/<letter>/<category>/<8 digits>.jpg``; test lists
+    ``val_256/Places365_val_<8 digits>.jpg`` (flat, as Places365's val set is).
+    """
+    os.makedirs(split_dir, exist_ok=True)
+    lines: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+    for label in range(365):
+        for i in range(train_count(label) + 1):
+            relpath = f"data_256/{places_category(label)}/{i + 1:08d}.jpg"
+            _write(root, relpath, label)
+            lines["val" if i == 0 else "train"].append(f"{relpath} {label}")
+        relpath = f"val_256/Places365_val_{label + 1:08d}.jpg"
+        _write(root, relpath, label)
+        lines["test"].append(f"{relpath} {label}")
+    for split, split_lines in lines.items():
+        with open(os.path.join(split_dir, f"Places_LT_{split}.txt"), "w") as f:
+            f.write("\n".join(split_lines) + "\n")
+
+
+def write_inaturalist2018(root: str) -> None:
+    """iNaturalist 2018: ``train2018.json`` / ``val2018.json`` (COCO style), 8,142 categories.
+
+    Images under ``train_val2018/<supercategory>/<category id>/<hex>.jpg`` as in the real
+    archive; categories are listed in a shuffled id order (the reader sorts them by id).
+    """
+    import json
+
+    supercategories = ["Plantae", "Insecta", "Aves", "Reptilia", "Mammalia", "Fungi"]
+    ids = np.random.default_rng(0).permutation(8142).tolist()
+    categories = [
+        {"id": i, "name": f"species_{i}", "supercategory": supercategories[i % 6]} for i in ids
+    ]
+    for split, per_class in (("train", train_count), ("val", lambda label: 1)):
+        images, annotations = [], []
+        for label in range(8142):
+            for _ in range(per_class(label)):
+                image_id = len(images) + (0 if split == "train" else 10**6)
+                file = f"train_val2018/{supercategories[label % 6]}/{label}/{image_id:032x}.jpg"
+                _write(root, file, label)
+                images.append({"id": image_id, "file_name": file, "width": 48, "height": 36})
+                annotations.append({"id": image_id, "image_id": image_id, "category_id": label})
+        data = {"images": images, "annotations": annotations, "categories": categories}
+        with open(os.path.join(root, f"{split}2018.json"), "w") as f:
+            json.dump(data, f)

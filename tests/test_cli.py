@@ -12,7 +12,7 @@ from ltlight import LongTailModule
 from ltlight.cli import LongTailCLI, condense_error, main
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_PARTS = {"trainer", "data", "backbone", "backbone_normed", "lr_scheduler"}
+SHARED_PARTS = {"trainer", "data", "backbone", "backbone_normed", "lr_scheduler", "optimizer"}
 METHOD_CONFIGS = sorted(
     p for p in (ROOT / "configs").glob("*/*.yaml") if p.stem not in SHARED_PARTS
 )
@@ -21,10 +21,26 @@ DATASETS = sorted({p.parent.name for p in METHOD_CONFIGS})
 QUICK_START = ROOT / "configs" / "digits_lt" / "ldam_drw.yaml"
 FIXTURE = {"cifar10_lt": "cifar10_dir", "cifar100_lt": "cifar100_dir"}
 FIXTURE["fashion_mnist_lt"] = "fashion_mnist_dir"
+#: Image-file datasets: their fixture, the arguments that point at it, small images, no workers.
+FILE_FIXTURE = {
+    "imagenet_lt": ("imagenet_lt_dir", lambda d: [f"--data.init_args.root={d}/images",
+                                                   f"--data.init_args.split_dir={d}/splits"]),
+    "places_lt": ("places_lt_dir", lambda d: [f"--data.init_args.root={d}/images",
+                                               f"--data.init_args.split_dir={d}/splits"]),
+    "inat2018": ("inat2018_dir", lambda d: [f"--data.init_args.root={d}"]),
+    "folder": ("image_folder_dir", lambda d: [f"--data.init_args.train={d}/train",
+                                               f"--data.init_args.test={d}/test",
+                                               "--data.init_args.val_per_class=1"]),
+}  # fmt: skip
+SMALL_FILES = ["--data.init_args.num_workers=0", "--data.init_args.image_size=32"]
+SMALL_FILES += ["--data.init_args.resize=36"]
 
 
 def test_every_dataset_has_every_method():
-    assert DATASETS == ["cifar100_lt", "cifar10_lt", "digits_lt", "fashion_mnist_lt"]
+    assert DATASETS == [
+        "cifar100_lt", "cifar10_lt", "digits_lt", "fashion_mnist_lt",
+        "folder", "imagenet_lt", "inat2018", "places_lt",
+    ]  # fmt: skip
     expected = {"ce", "ce_drw", "focal", "cb_focal", "ldam", "ldam_drw", "ldam_drs"}
     expected |= {"logit_adjusted", "balanced_softmax", "tailr", "tailr_schedule", "ghm"}
     assert set(METHODS) == expected
@@ -37,6 +53,9 @@ def cli_args(config, request, *extra):
     if config.parent.name in FIXTURE:
         data_dir = request.getfixturevalue(FIXTURE[config.parent.name])
         args += [f"--data.init_args.data_dir={data_dir}", "--data.init_args.download=false"]
+    if config.parent.name in FILE_FIXTURE:
+        fixture, point_at = FILE_FIXTURE[config.parent.name]
+        args += [*point_at(request.getfixturevalue(fixture)), *SMALL_FILES]
     return args
 
 
@@ -64,7 +83,9 @@ def test_every_digits_method_trains_a_batch(method, request, tmp_path, monkeypat
     fit_one_batch(ROOT / "configs" / "digits_lt" / f"{method}.yaml", request)
 
 
-@pytest.mark.parametrize("dataset", ["cifar10_lt", "cifar100_lt", "fashion_mnist_lt"])
+@pytest.mark.parametrize(
+    "dataset", ["cifar10_lt", "cifar100_lt", "fashion_mnist_lt", "folder", "imagenet_lt"]
+)
 def test_ldam_drw_trains_a_batch_on_each_dataset_fixture(dataset, request, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     fit_one_batch(ROOT / "configs" / dataset / "ldam_drw.yaml", request)
@@ -188,3 +209,41 @@ def test_condense_error_keeps_the_argument_and_the_reason():
         "module 'ltlight.losses' has no attribute 'Nope'"
     )
     assert condense_error("plain message") == "plain message"
+
+
+@pytest.mark.slow
+def test_fit_on_an_image_folder_for_two_epochs_as_a_user_types_it(image_folder_dir, tmp_path):
+    """``ltlight fit --config configs/folder/ldam_drw.yaml --data.init_args.train=…``."""
+    folder = ROOT / "configs" / "folder" / "ldam_drw.yaml"
+    data = [
+        f"--data.init_args.train={image_folder_dir}/train",
+        f"--data.init_args.test={image_folder_dir}/test",
+        "--data.init_args.val_per_class=1", "--data.init_args.batch_size=8",
+        "--data.init_args.num_workers=2", "--data.init_args.image_size=32",
+        "--data.init_args.resize=36",
+    ]  # fmt: skip
+    fit = run_ltlight("fit", "--config", str(folder), "--trainer.max_epochs=2", *data, cwd=tmp_path)
+    assert fit.returncode == 0, fit.stderr[-3000:]
+    checkpoints = sorted(tmp_path.glob("runs/folder/**/checkpoints/*.ckpt"))
+    assert {p.name for p in checkpoints} == {"last.ckpt", "best.ckpt"}, checkpoints
+    test = run_ltlight(
+        "test", "--config", str(folder), "--trainer.logger=false", *data,
+        f"--ckpt_path={checkpoints[1]}", cwd=tmp_path,
+    )  # fmt: skip
+    assert test.returncode == 0, test.stderr[-3000:]
+    assert "test/balanced_error" in test.stdout
+
+
+@pytest.mark.slow
+def test_fit_on_the_imagenet_lt_format_from_the_command_line(imagenet_lt_dir, tmp_path):
+    """ImageNet-LT's split files and 1,000 classes, ResNeXt-50 on 32-pixel crops, 4 steps."""
+    fit = run_ltlight(
+        "fit", "--config", str(ROOT / "configs" / "imagenet_lt" / "ce.yaml"),
+        "--trainer.logger=false", "--trainer.max_epochs=1", "--trainer.limit_train_batches=4",
+        "--trainer.limit_val_batches=2", f"--data.init_args.root={imagenet_lt_dir}/images",
+        f"--data.init_args.split_dir={imagenet_lt_dir}/splits", "--data.init_args.batch_size=16",
+        "--data.init_args.eval_batch_size=32", "--data.init_args.num_workers=2",
+        "--data.init_args.image_size=32", "--data.init_args.resize=36", cwd=tmp_path,
+    )  # fmt: skip
+    assert fit.returncode == 0, fit.stderr[-3000:]
+    assert "val/balanced_error" in fit.stdout + fit.stderr

@@ -165,6 +165,32 @@ def test_use_ckpt_config_takes_the_model_from_the_checkpoint(ce_run):
     assert "CrossEntropyLoss" in saved and "LDAMLoss" not in saved
 
 
+def test_a_loss_that_turns_nan_stops_the_run_naming_epoch_and_batch_and_keeps_the_last_good_epoch(
+    tmp_path,
+):
+    result = ltlight(
+        "fit",
+        "--config",
+        str(CONFIGS / "ce.yaml"),
+        "--trainer.max_epochs=3",
+        *QUIET,
+        "--run_name=nan",
+        "--model.init_args.loss=bad_training.NaNFromBatch",
+        "--model.init_args.loss.init_args.batch=13",  # 8 batches per epoch: epoch 1, batch 5
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in result.stderr
+    assert "the training loss became nan at epoch 1, batch 5" in last, last
+    run = tmp_path / "runs" / "digits_lt" / "ce" / "nan"
+    assert str(Path("runs/digits_lt/ce/nan/checkpoints/last.ckpt")) in last
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["epoch"] == 0
+    assert all(torch.isfinite(w).all() for w in checkpoint["state_dict"].values())
+    assert not (run / "interrupted.ckpt").exists()
+
+
 def broken_copies(good: Path, folder: Path) -> dict[str, tuple[Path, str]]:
     """Checkpoint files damaged in each way, and a word the error must say about each."""
     data = good.read_bytes()

@@ -3,6 +3,7 @@ checkpoint an interrupted run resumes from."""
 
 from ltlight.callbacks.deferred_resampling import DeferredResampling
 from ltlight.callbacks.deferred_reweighting import DeferredReweighting
+from ltlight.callbacks.finite_loss import StopOnNonFiniteLoss
 from ltlight.callbacks.gamma_schedule import TaiLrGammaSchedule
 from ltlight.callbacks.interrupt_checkpoint import InterruptCheckpoint
 from ltlight.callbacks.report import PerClassReport
@@ -12,5 +13,6 @@ __all__ = [
     "DeferredReweighting",
     "InterruptCheckpoint",
     "PerClassReport",
+    "StopOnNonFiniteLoss",
     "TaiLrGammaSchedule",
 ]

@@ -10,6 +10,8 @@ from ltlight.data.file_base import FileLongTailDataModule
 from ltlight.data.file_loader import FileDataLoader
 from ltlight.data.image_folder import ImageFolderLTDataModule
 from ltlight.data.image_list import ImageList
+from ltlight.data.imagenet_lt import ImageNetLTDataModule, PlacesLTDataModule
+from ltlight.data.inaturalist import INaturalist2018DataModule
 from ltlight.data.profiles import (
     PROFILES,
     long_tail_counts,
@@ -27,10 +29,13 @@ __all__ = [
     "FashionMNISTLTDataModule",
     "FileDataLoader",
     "FileLongTailDataModule",
+    "INaturalist2018DataModule",
     "ImageFolderLTDataModule",
     "ImageList",
+    "ImageNetLTDataModule",
     "LongTailDataModule",
     "Normalize",
+    "PlacesLTDataModule",
     "crop_flip",
     "long_tail_counts",
     "long_tail_indices",

@@ -138,6 +138,10 @@ class FileDataLoader:
             collate_fn=collate,
             persistent_workers=num_workers > 0,
             pin_memory=self.device.type == "cuda" and not decode_on_device,
+            # Its own generator: starting an iterator draws the workers' base seed, which from
+            # the global RNG would shift dropout & co. of a resumed run (the samples' own seeds
+            # come from the sampler, so the base seed is unused).
+            generator=torch.Generator().manual_seed(derive_seed(seed, _SAMPLE_STREAM)),
         )
         self.skipped: list[str] = []
         self._epoch = 0

@@ -1,4 +1,5 @@
-"""Backbones: the CIFAR ResNets of He et al. (2016) with an optional cosine head, a digits net."""
+"""Backbones: the CIFAR and ImageNet ResNets of He et al. (2016) with an optional cosine head, a
+digits net."""
 
 from ltlight.models.classifier import get_classifier, reset_classifier
 from ltlight.models.digits_net import DigitsNet
@@ -12,11 +13,13 @@ from ltlight.models.resnet_cifar import (
     resnet44,
     resnet56,
 )
+from ltlight.models.resnet_imagenet import ImageNetResNet, resnet50, resnet152, resnext50_32x4d
 
 __all__ = [
     "BasicBlock",
     "CifarResNet",
     "DigitsNet",
+    "ImageNetResNet",
     "NormedLinear",
     "OptionAShortcut",
     "get_classifier",
@@ -24,5 +27,8 @@ __all__ = [
     "resnet20",
     "resnet32",
     "resnet44",
+    "resnet50",
     "resnet56",
+    "resnet152",
+    "resnext50_32x4d",
 ]

@@ -1,0 +1,78 @@
+"""Two-process DDP (gloo, CPU) over image files, class-balanced from epoch 1; see test_ddp_files.py.
+
+``python tests/ddp_files_worker.py OUT_DIR IMAGE_FOLDER``: Lightning's DDP launcher runs this file
+again for rank 1. Each rank trains on ``IMAGE_FOLDER/train`` with ImageFolderLTDataModule (one
+decoding worker per rank) and writes ``OUT_DIR/rank<r>.json``: the class counts its datamodule
+and module hold, and per epoch the sampler's mode, this rank's indices and the labels it trained on.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch import nn
+
+from ltlight import LongTailModule
+from ltlight.callbacks import DeferredResampling
+from ltlight.data import ImageFolderLTDataModule
+
+EPOCHS = 2
+DRS_EPOCH = 1
+
+
+def make_datamodule(folder: str) -> ImageFolderLTDataModule:
+    return ImageFolderLTDataModule(
+        train=f"{folder}/train", test=f"{folder}/test", batch_size=4, eval_batch_size=8,
+        num_workers=1, image_size=16, resize=20, seed=5,
+    )  # fmt: skip
+
+
+def make_module() -> LongTailModule:
+    backbone = nn.Sequential(nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(12, 10))
+    return LongTailModule(
+        backbone,
+        optimizer=lambda params: torch.optim.SGD(params, lr=0.05),
+        callbacks=[DeferredResampling(start_epoch=DRS_EPOCH)],
+    )
+
+
+class Recorder(L.Callback):
+    def __init__(self) -> None:
+        self.epochs: list[dict] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if batch_idx == 0:
+            sampler = trainer.train_dataloader.sampler
+            self.epochs.append(
+                {
+                    "class_balanced": sampler.class_balanced,
+                    "indices": sampler.indices().tolist(),
+                    "labels": [],
+                }
+            )
+        self.epochs[-1]["labels"] += batch[1].tolist()
+
+
+def main(out_dir: Path, folder: str) -> None:
+    L.seed_everything(0)
+    module, datamodule, recorder = make_module(), make_datamodule(folder), Recorder()
+    trainer = L.Trainer(
+        max_epochs=EPOCHS, accelerator="cpu", devices=2, strategy="ddp", callbacks=[recorder],
+        logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=out_dir,
+    )  # fmt: skip
+    trainer.fit(module, datamodule=datamodule)
+    report = {
+        "global_rank": trainer.global_rank,
+        "world_size": trainer.world_size,
+        "datamodule_class_counts": list(datamodule.class_counts),
+        "module_class_counts": list(module.class_counts),
+        "epochs": recorder.epochs,
+    }
+    (out_dir / f"rank{trainer.global_rank}.json").write_text(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), sys.argv[2])
