@@ -355,7 +355,8 @@ class LongTailModule(L.LightningModule):
         from ltlight.callbacks.finite_loss import StopOnNonFiniteLoss
 
         callbacks = list(self.method_callbacks)
-        present = [*callbacks, *(self.trainer.callbacks if self._trainer else [])]
+        trainer = self._attached_trainer()
+        present = [*callbacks, *(trainer.callbacks if trainer is not None else [])]
         if not any(isinstance(callback, StopOnNonFiniteLoss) for callback in present):
             callbacks.append(StopOnNonFiniteLoss())  # a diverged run stops with a clear error
         return callbacks

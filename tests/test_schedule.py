@@ -1,5 +1,6 @@
 """One schedule per config: fractions of trainer.max_epochs; switches outside the run refused."""
 
+import math
 from pathlib import Path
 
 import lightning as L
@@ -12,7 +13,7 @@ from ltlight.cli import LongTailCLI
 from ltlight.data import DigitsLTDataModule
 from ltlight.losses import TaiLrLoss
 from ltlight.models import DigitsNet
-from ltlight.optim import WarmupMultiStepLR
+from ltlight.optim import WarmupCosineLR, WarmupMultiStepLR
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -64,6 +65,7 @@ def test_every_config_gives_its_schedule_as_fractions_of_the_run():
                 assert "." in value, f"{path}: {line.strip()} is an epoch, not a fraction"
             if key.strip() == "milestones":
                 assert all("." in v for v in value.strip(" []").split(",")), f"{path}: {line}"
+            assert key.strip() != "T_max", f"{path}: the cosine's length repeats max_epochs"
 
 
 def fit_for(max_epochs: int, callbacks: list, lr_scheduler=None, loss=None) -> None:
@@ -132,3 +134,25 @@ def test_epoch_arguments_outside_epochs_and_fractions_are_refused(value):
         DeferredReweighting(start_epoch=value)
     with pytest.raises(ValueError, match="milestones"):
         WarmupMultiStepLR(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], 0.1), 1, [value])
+
+
+def test_cosine_schedule_takes_its_length_from_the_run_and_equals_torchs_cosine():
+    params = [torch.nn.Parameter(torch.zeros(1))]
+    ours_optimizer, torch_optimizer = torch.optim.SGD(params, 0.2), torch.optim.SGD(params, 0.2)
+    ours = WarmupCosineLR(ours_optimizer, min_lr_ratio=0.1)
+    ours.set_max_epochs(30)  # what LongTailModule does with trainer.max_epochs
+    reference = torch.optim.lr_scheduler.CosineAnnealingLR(torch_optimizer, T_max=30, eta_min=0.02)
+    for _ in range(30):
+        assert ours.get_last_lr() == pytest.approx(reference.get_last_lr(), rel=1e-12)
+        ours_optimizer.step()
+        torch_optimizer.step()
+        ours.step()
+        reference.step()
+
+
+def test_cosine_warmup_rises_linearly_then_decays_over_the_rest_of_the_run():
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], 1.0)
+    scheduler = WarmupCosineLR(optimizer, warmup_epochs=0.2)
+    scheduler.set_max_epochs(10)
+    expected = [0.5, 1.0] + [(1 + math.cos(math.pi * k / 8)) / 2 for k in range(8)]
+    assert [scheduler.factor(epoch) for epoch in range(10)] == pytest.approx(expected)
