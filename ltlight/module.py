@@ -19,9 +19,10 @@ from torch.optim.lr_scheduler import LRScheduler
 from ltlight._lightning_internals import hyperparameters_given_by_cli
 from ltlight.distributed import is_distributed
 from ltlight.losses import CrossEntropyLoss
-from ltlight.losses.base import check_class_counts
+from ltlight.losses.base import check_class_counts, check_range, float_logits
 from ltlight.metrics import SCALAR_KEYS, LongTailMetrics
 from ltlight.optim import paper_sgd
+from ltlight.preprocessing import Preprocessing
 
 OptimizerFactory = Callable[[Iterable], Optimizer]
 SchedulerFactory = Callable[[Optimizer], LRScheduler]
@@ -61,6 +62,10 @@ class LongTailModule(L.LightningModule):
             this run — stage 2 of decoupled training; its trainer state (epoch, optimiser) is not
             used. Loaded at the start of ``fit``; a tensor that is missing or has another shape
             (another architecture or class count) is an error naming it.
+        mixup_alpha: mixup (Zhang et al., ICLR 2018) of the training batches when > 0, as in
+            MiSLAS's stage 1: ``x = λ·x + (1 − λ)·x[perm]``, loss ``λ·ℓ(z, y) + (1 − λ)·ℓ(z,
+            y[perm])``, ``λ ~ Beta(α, α)`` drawn once per batch (NumPy's global generator, as
+            the official code; saved with the other RNG states). 0: off (MiSLAS: 1.0).
 
     Post-hoc calibration (set by :class:`~ltlight.callbacks.TemperatureScaling`,
     :class:`~ltlight.callbacks.PostHocLogitAdjustment`, or by hand) lives in buffers saved with
@@ -92,8 +97,10 @@ class LongTailModule(L.LightningModule):
         compile: bool = False,
         callbacks: list[L.Callback] | None = None,
         init_weights: str | None = None,
+        mixup_alpha: float = 0.0,
     ) -> None:
         super().__init__()
+        check_range("mixup_alpha", mixup_alpha, 0.0)
         if num_classes is not None and num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {num_classes}")
         if few_shot_threshold > many_shot_threshold:
@@ -116,6 +123,8 @@ class LongTailModule(L.LightningModule):
         self.channels_last = channels_last
         self.method_callbacks = list(callbacks or [])
         self.class_counts: list[int] | None = None
+        #: The datamodule's evaluation preprocessing (set at set-up, saved in checkpoints).
+        self.preprocessing: Preprocessing | None = None
         self.val_metrics: LongTailMetrics | None = None
         self.test_metrics: LongTailMetrics | None = None
         self.compile_backbone = compile
@@ -124,10 +133,13 @@ class LongTailModule(L.LightningModule):
         if compile:
             self.backbone.compile()
         self.init_weights = init_weights
+        self.mixup_alpha = float(mixup_alpha)
         # Post-hoc calibration: buffers, so they move with the module and live in checkpoints.
         self.register_buffer("calibration_temperature", torch.ones(()))
         self.register_buffer("calibration_tau", torch.zeros(()))
         self.register_buffer("calibration_offset", torch.zeros(0))
+        # τ of τ-normalisation once applied to the classifier's weights; −1: not applied.
+        self.register_buffer("calibration_classifier_tau", -torch.ones(()))
         #: LWS's per-class logit scale ``f`` (``z_j ← f_j · z_j``), created by
         #: :class:`~ltlight.callbacks.ClassifierRetraining`; ``None`` otherwise.
         self.class_scale: nn.Parameter | None = None
@@ -155,6 +167,7 @@ class LongTailModule(L.LightningModule):
                 f"give the datamodule a `class_counts` attribute or pass `class_counts` to the loss"
             )
         self.class_counts = counts
+        self.preprocessing = Preprocessing.from_datamodule(datamodule) or self.preprocessing
 
         if stage == "fit" and self.init_weights is not None:
             self.load_backbone_weights(self.init_weights)
@@ -272,8 +285,6 @@ class LongTailModule(L.LightningModule):
             ValueError: ``τ < 0``, a prior that is not positive or has the wrong length, or no
                 training class counts (the module learns them at ``setup`` from the datamodule).
         """
-        from ltlight.losses.base import check_range
-
         tau = check_range("tau", tau, 0.0)
         if self.class_counts is None:
             raise ValueError(
@@ -295,14 +306,16 @@ class LongTailModule(L.LightningModule):
         device = self.calibration_offset.device
         self.calibration_offset = offset.to(device=device, dtype=torch.float32)
 
-    def adjusted_logits(self, logits: Tensor) -> Tensor:
-        """The loss's predictive logits with the post-hoc logit adjustment, before ``T``."""
+    def predictive_logits(self, logits: Tensor) -> Tensor:
+        """The loss's predictive logits (LDAM: ``s·z``; sigmoid losses: ``log σ(z)``)."""
         predictive = getattr(self.loss, "predictive_logits", None)
-        if predictive is not None:
-            logits = predictive(logits)
-        logits = logits.float()
+        return float_logits(logits if predictive is None else predictive(logits))
+
+    def adjusted_logits(self, logits: Tensor) -> Tensor:
+        """The predictive logits with the post-hoc logit adjustment, before ``T``."""
+        logits = self.predictive_logits(logits)  # float64 stays float64 (fitting T, tests)
         if self.calibration_offset.numel():
-            logits = logits + self.calibration_offset
+            logits = logits + self.calibration_offset.to(logits.dtype)
         return logits
 
     def compute_loss(self, logits: Tensor, target: Tensor) -> Tensor:
@@ -313,11 +326,42 @@ class LongTailModule(L.LightningModule):
         """The predictive distribution ``softmax((z' − τ·log π + log q) / T)``: ``z'`` the loss's
         predictive logits (LDAM: ``s·z``; sigmoid losses: ``log σ(z)``), then the post-hoc
         logit adjustment and temperature (identity until fitted)."""
-        return torch.softmax(self.adjusted_logits(logits) / self.calibration_temperature, dim=-1)
+        logits = self.adjusted_logits(logits)
+        return torch.softmax(logits / self.calibration_temperature.to(logits.dtype), dim=-1)
+
+    @torch.no_grad()
+    def predict_images(self, images: Tensor) -> Tensor:
+        """Raw uint8 images ``(N, C, H, W)`` → the predictive probabilities ``(N, C)``.
+
+        The images are resized and normalised as the datamodule's evaluation loader does (the
+        :class:`~ltlight.preprocessing.Preprocessing` a checkpoint carries), the module is put in
+        evaluation mode, and :meth:`predict_proba` applies any fitted temperature / logit
+        adjustment.
+
+        Raises:
+            ValueError: the module never saw a datamodule with ``mean``/``std`` (train it, or
+                load a checkpoint made by ``ltlight fit``, first), or the images are not uint8.
+        """
+        if self.preprocessing is None:
+            raise ValueError(
+                "predict_images needs the training data's preprocessing (mean, std, image size): "
+                "load a checkpoint written by a run of this module, or set module.preprocessing"
+            )
+        self.eval()
+        inputs = self.preprocessing(images.to(self.device))
+        return self.predict_proba(self(inputs))
 
     def training_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
         images, target = batch
-        loss = self.compute_loss(self(images), target)
+        if self.mixup_alpha > 0:
+            lam = float(np.random.beta(self.mixup_alpha, self.mixup_alpha))  # noqa: NPY002
+            perm = torch.randperm(images.shape[0], device=images.device)
+            logits = self(lam * images + (1 - lam) * images[perm])
+            loss = lam * self.compute_loss(logits, target) + (1 - lam) * self.compute_loss(
+                logits, target[perm]
+            )
+        else:
+            loss = self.compute_loss(self(images), target)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
         return loss
 
@@ -385,6 +429,8 @@ class LongTailModule(L.LightningModule):
         Lightning calls this hook on every rank and writes rank 0's checkpoint, so under
         ``torch.distributed`` the states are gathered here (one collective per save).
         """
+        if self.preprocessing is not None:
+            checkpoint["ltlight_preprocessing"] = self.preprocessing.to_dict()
         states = {
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
@@ -398,6 +444,8 @@ class LongTailModule(L.LightningModule):
         checkpoint["ltlight_rng_states"] = per_rank
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "ltlight_preprocessing" in checkpoint:
+            self.preprocessing = Preprocessing.from_dict(checkpoint["ltlight_preprocessing"])
         self._prepare_calibration_state(checkpoint.get("state_dict", {}))
         per_rank = checkpoint.get("ltlight_rng_states")
         if per_rank is None:
@@ -424,6 +472,7 @@ class LongTailModule(L.LightningModule):
             "calibration_temperature": torch.ones(()),
             "calibration_tau": torch.zeros(()),
             "calibration_offset": torch.zeros(0),
+            "calibration_classifier_tau": -torch.ones(()),
         }
         for name, default in defaults.items():
             saved = state.setdefault(name, default)
