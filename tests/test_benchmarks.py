@@ -3,7 +3,6 @@
 Times are never asserted: the machines that run the tests are shared and noisy.
 """
 
-import functools
 import importlib.util
 import json
 import subprocess
@@ -48,26 +47,6 @@ def test_paper_schedule_runs_on_the_cpu_with_the_gpu_settings(worker, capsys):
     assert train_speed.main([*argv, "--worker", worker]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["wall_s"] > 0 and 0 <= result["error"] <= 100
-
-
-def test_accuracy_scales_every_epoch_number_of_the_recipe():
-    accuracy = load("accuracy")
-    from ltlight import LongTailModule
-    from ltlight.callbacks import DeferredReweighting
-    from ltlight.models import DigitsNet
-    from ltlight.optim import WarmupMultiStepLR
-
-    module = LongTailModule(
-        DigitsNet(),
-        lr_scheduler=functools.partial(WarmupMultiStepLR, warmup_epochs=1, milestones=[16, 18]),
-        callbacks=[DeferredReweighting(start_epoch=16)],
-    )
-    accuracy.scale_schedule(module, 0.25)
-    assert module.lr_scheduler_factory.keywords == {
-        "warmup_epochs": 1,
-        "milestones": [4, 5],  # 4.5 rounds to 4: kept strictly increasing
-    }
-    assert module.method_callbacks[0].start_epoch == 4
 
 
 def test_accuracy_digits_table(tmp_path, capsys):
