@@ -143,6 +143,29 @@ def test_lightning_sigterm_handler_stops_fit_at_the_batch_end():
     assert trainer.received_sigterm
 
 
+class StopAfter(L.Callback):
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            _lightning_internals.request_stop(trainer)
+
+
+def test_setting_the_sigterm_flag_stops_fit_after_the_current_batch():
+    trainer = L.Trainer(
+        max_epochs=3,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        callbacks=[StopAfter(step=4)],
+    )
+    with pytest.raises(SIGTERMException):
+        trainer.fit(LongTailModule(DigitsNet()), datamodule=DigitsLTDataModule(batch_size=16))
+    assert trainer.global_step == 4 and trainer.received_sigterm
+
+
 def test_lightning_cli_has_the_hooks_ltlight_overrides(tmp_path):
     # ltlight/cli.py overrides LightningCLI._parse_ckpt_path (called while parsing) and relies on
     # SaveConfigCallback's parser, config and already_saved attributes.
