@@ -28,8 +28,8 @@ PRIVATE = [
     r"batch_progress",
     r"\._computed\b",
     r"\._trainer\b",
-    r"getsignal\(signal\.SIGTERM\)",
     r"_signal_connector",
+    r"received_sigterm\s*=",
 ]
 
 
