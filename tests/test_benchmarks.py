@@ -81,3 +81,20 @@ def test_accuracy_digits_table(tmp_path, capsys):
     assert [r["method"] for r in runs] == ["ce", "ldam_drw"]
     assert all(0 <= r["balanced_error"] <= 100 and 0 <= r["ece"] <= 100 for r in runs)
     assert "| ratio | method |" in (tmp_path / "r.md").read_text()
+
+
+@pytest.mark.slow
+def test_data_files_table_prints_both_pipelines_and_their_ratio(tmp_path):
+    done = subprocess.run(
+        [
+            sys.executable, str(BENCHMARKS / "data.py"), "--files", "--images", "40",
+            "--epochs", "1", "--file-batch-size", "8", "--workers", "1",
+            "--jpeg-dir", str(tmp_path / "jpegs"),
+        ],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ")][1:]
+    assert [row.split("|")[1].split()[0] for row in rows] == ["torchvision", "ltlight"]
+    assert rows[0].split("|")[3].strip() == "1.00×"
+    assert len(list((tmp_path / "jpegs").rglob("*.jpg"))) == 40
