@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,9 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
+from ltlight.callbacks.finite_loss import NonFiniteLossError
 from ltlight.callbacks.interrupt_checkpoint import InterruptCheckpoint
+from ltlight.callbacks.prediction_writer import PredictionWriter
 from ltlight.checkpoint_file import read_checkpoint
 from ltlight.module import LongTailModule
 from ltlight.runs import (
@@ -266,6 +269,30 @@ class LongTailCLI(LightningCLI):
         except SIGTERMException as stop:
             raise RunInterrupted(self._interrupted_message()) from stop
 
+    def predict(self, model: L.LightningModule, **kwargs: Any) -> None:
+        """Write ``predictions.csv`` into the run's folder (:class:`PredictionWriter`)."""
+        if not kwargs.get("ckpt_path"):
+            raise ValueError(
+                "ckpt_path: predict needs the trained weights: --ckpt_path=FILE (a checkpoint of "
+                "a run) or --ckpt_path=last (this config's newest run)"
+            )
+        writer = next((c for c in self.trainer.callbacks if isinstance(c, PredictionWriter)), None)
+        if writer is None:
+            writer = PredictionWriter(str(self.run_dir / "predictions.csv"))
+            self.trainer.callbacks.append(writer)
+        kwargs["return_predictions"] = False
+        with warnings.catch_warnings():
+            # Batch indices only serve epoch-level writers; this one writes batch by batch.
+            warnings.filterwarnings("ignore", message="Couldn't infer the batch indices")
+            self.trainer.predict(model, **kwargs)
+        if self.trainer.is_global_zero:
+            calibration = ""
+            temperature = float(getattr(model, "temperature", 1.0))
+            tau = float(getattr(model, "logit_adjustment_tau", 0.0))
+            if temperature != 1.0 or tau != 0.0:
+                calibration = f", probabilities calibrated: temperature {temperature:g}, τ {tau:g}"
+            print(f"predictions: {writer.written_to} ({writer.rows} rows{calibration})")
+
     def _interrupted_message(self) -> str:
         savers = [c for c in self.trainer.callbacks if isinstance(c, InterruptCheckpoint)]
         if not savers:
@@ -321,6 +348,11 @@ def main(args: list[str] | None = None) -> None:
     except SIGTERMException:
         print(f"{program}: stopped by a signal", file=sys.stderr)
         sys.exit(128 + signal.SIGTERM)
+    except NonFiniteLossError as error:
+        if os.environ.get("LTLIGHT_TRACEBACK"):
+            raise
+        print(f"{program}: error: {error}", file=sys.stderr)
+        sys.exit(1)
     except USER_ERRORS as error:
         if os.environ.get("LTLIGHT_TRACEBACK"):
             raise

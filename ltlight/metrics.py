@@ -268,6 +268,8 @@ def long_tail_metrics(
     _check_arguments(num_classes, n_bins)
     check_thresholds(many_threshold, few_threshold)
     counts = None if class_counts is None else _check_counts(class_counts, num_classes)
+    invalid_targets, invalid_probs, probs, target = _count_invalid(probs, target, num_classes)
+    _refuse_invalid(int(invalid_targets), int(invalid_probs), target.numel(), num_classes)
     states = _long_tail_update(probs, target, num_classes, n_bins)
     results = _long_tail_compute(*states, counts, many_threshold, few_threshold)
     nll, brier, bin_correct, bin_conf, prob_sum, prob_hits = _calibration_update(
@@ -280,6 +282,50 @@ def long_tail_metrics(
         )
     )
     return results
+
+
+#: How far a row of probabilities may sum from 1: bfloat16 rounding moves each value by up to
+#: 2⁻⁸ of itself, so a rounded row sums to 1 within 0.4 %; logits are far outside this.
+PROBABILITY_TOLERANCE = 1e-2
+
+
+def _count_invalid(
+    probs: Tensor, target: Tensor, num_classes: int
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(#targets outside [0, C), #rows that are not probabilities, probs, target)``, the last
+    two clamped into range.
+
+    Device tensors, no host sync. The clamping only keeps the counting kernels in bounds (an
+    out-of-range index is a device-side assert on CUDA) and changes nothing valid;
+    :func:`_refuse_invalid` then refuses the whole result.
+    """
+    outside = (target < 0) | (target >= num_classes)
+    if probs.dim() == 2:
+        rows = probs.detach().float()
+        not_probability = (
+            ~torch.isfinite(rows).all(1)
+            | (rows < 0).any(1)
+            | (rows > 1).any(1)
+            | ((rows.sum(1) - 1).abs() > PROBABILITY_TOLERANCE)
+        )
+        invalid_probs = not_probability.sum().reshape(1)
+        probs = probs.nan_to_num(0.0, 1.0, 0.0).clamp(0, 1)
+    else:
+        invalid_probs = torch.zeros(1, dtype=torch.int64, device=probs.device)
+    return outside.sum().reshape(1), invalid_probs, probs, target.clamp(0, num_classes - 1)
+
+
+def _refuse_invalid(invalid_targets: int, invalid_probs: int, total: int, num_classes: int) -> None:
+    if invalid_targets:
+        raise ValueError(
+            f"target must hold class indices in [0, {num_classes}), but {invalid_targets} of "
+            f"{total} targets are outside it"
+        )
+    if invalid_probs:
+        raise ValueError(
+            f"probs must be probabilities (each row in [0, 1], summing to 1), but {invalid_probs} "
+            f"of {total} rows are not: pass softmax(logits) (module.predict_proba), not logits"
+        )
 
 
 def _check_arguments(num_classes: int, n_bins: int) -> None:
@@ -371,6 +417,8 @@ class LongTailMetrics(Metric):
             ("class_bin_confidence", num_classes * (n_bins + 1), torch.float32),
             ("prob_bin_sum", num_classes * (n_bins + 1), torch.float32),
             ("prob_bin_hits", num_classes * (n_bins + 1), torch.int64),
+            ("invalid_targets", 1, torch.int64),
+            ("invalid_probs", 1, torch.int64),
         ):
             self.add_state(name, torch.zeros(size, dtype=dtype), dist_reduce_fx="sum")
 
@@ -380,7 +428,16 @@ class LongTailMetrics(Metric):
         self._computed = None  # torchmetrics' cached compute() result used the old counts
 
     def update(self, probs: Tensor, target: Tensor) -> None:
-        """Accumulate a batch: ``probs`` ``(N, C)`` probabilities, ``target`` ``(N,)`` indices."""
+        """Accumulate a batch: ``probs`` ``(N, C)`` probabilities, ``target`` ``(N,)`` indices.
+
+        Targets outside ``[0, C)`` and rows that are not probabilities are counted here, on the
+        device, and refused by :meth:`compute` — checking here would cost a host sync per step.
+        """
+        invalid_targets, invalid_probs, probs, target = _count_invalid(
+            probs, target, self.num_classes
+        )
+        self.invalid_targets += invalid_targets
+        self.invalid_probs += invalid_probs
         class_correct, class_total, bin_count, bin_correct, bin_confidence_sum = _long_tail_update(
             probs, target, self.num_classes, self.n_bins
         )
@@ -397,7 +454,18 @@ class LongTailMetrics(Metric):
             getattr(self, name).add_(value)
 
     def compute(self) -> dict[str, Tensor]:
-        """The metric dictionary from everything accumulated since the last ``reset()``."""
+        """The metric dictionary from everything accumulated since the last ``reset()``.
+
+        Raises:
+            ValueError: if any target was outside ``[0, C)`` or any row of ``probs`` was not a
+                probability distribution (logits passed by mistake).
+        """
+        _refuse_invalid(
+            int(self.invalid_targets.sum()),
+            int(self.invalid_probs.sum()),
+            int(self.class_total.sum()),
+            self.num_classes,
+        )
         results = _long_tail_compute(
             self.class_correct,
             self.class_total,

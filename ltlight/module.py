@@ -17,9 +17,10 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from ltlight.losses import CrossEntropyLoss
-from ltlight.losses.base import check_class_counts
+from ltlight.losses.base import check_class_counts, check_range, float_logits
 from ltlight.metrics import SCALAR_KEYS, LongTailMetrics
 from ltlight.optim import paper_sgd
+from ltlight.preprocessing import Preprocessing
 
 OptimizerFactory = Callable[[Iterable], Optimizer]
 SchedulerFactory = Callable[[Optimizer], LRScheduler]
@@ -68,6 +69,10 @@ class LongTailModule(L.LightningModule):
             this run — stage 2 of decoupled training; its trainer state (epoch, optimiser) is not
             used. Loaded at the start of ``fit``; a tensor that is missing or has another shape
             (another architecture or class count) is an error naming it.
+        mixup_alpha: mixup (Zhang et al., ICLR 2018) of the training batches when > 0, as in
+            MiSLAS's stage 1: ``x = λ·x + (1 − λ)·x[perm]``, loss ``λ·ℓ(z, y) + (1 − λ)·ℓ(z,
+            y[perm])``, ``λ ~ Beta(α, α)`` drawn once per batch (NumPy's global generator, as
+            the official code; saved with the other RNG states). 0: off (MiSLAS: 1.0).
 
     Post-hoc calibration (set by :class:`~ltlight.callbacks.TemperatureScaling`,
     :class:`~ltlight.callbacks.PostHocLogitAdjustment`, or by hand) lives in buffers saved with
@@ -99,8 +104,10 @@ class LongTailModule(L.LightningModule):
         compile: bool = False,
         callbacks: list[L.Callback] | None = None,
         init_weights: str | None = None,
+        mixup_alpha: float = 0.0,
     ) -> None:
         super().__init__()
+        check_range("mixup_alpha", mixup_alpha, 0.0)
         if num_classes is not None and num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {num_classes}")
         if few_shot_threshold > many_shot_threshold:
@@ -123,6 +130,8 @@ class LongTailModule(L.LightningModule):
         self.channels_last = channels_last
         self.method_callbacks = list(callbacks or [])
         self.class_counts: list[int] | None = None
+        #: The datamodule's evaluation preprocessing (set at set-up, saved in checkpoints).
+        self.preprocessing: Preprocessing | None = None
         self.val_metrics: LongTailMetrics | None = None
         self.test_metrics: LongTailMetrics | None = None
         self.compile_backbone = compile
@@ -131,10 +140,13 @@ class LongTailModule(L.LightningModule):
         if compile:
             self.backbone.compile()
         self.init_weights = init_weights
+        self.mixup_alpha = float(mixup_alpha)
         # Post-hoc calibration: buffers, so they move with the module and live in checkpoints.
         self.register_buffer("calibration_temperature", torch.ones(()))
         self.register_buffer("calibration_tau", torch.zeros(()))
         self.register_buffer("calibration_offset", torch.zeros(0))
+        # τ of τ-normalisation once applied to the classifier's weights; −1: not applied.
+        self.register_buffer("calibration_classifier_tau", -torch.ones(()))
         #: LWS's per-class logit scale ``f`` (``z_j ← f_j · z_j``), created by
         #: :class:`~ltlight.callbacks.ClassifierRetraining`; ``None`` otherwise.
         self.class_scale: nn.Parameter | None = None
@@ -162,6 +174,7 @@ class LongTailModule(L.LightningModule):
                 f"give the datamodule a `class_counts` attribute or pass `class_counts` to the loss"
             )
         self.class_counts = counts
+        self.preprocessing = Preprocessing.from_datamodule(datamodule) or self.preprocessing
 
         if stage == "fit" and self.init_weights is not None:
             self.load_backbone_weights(self.init_weights)
@@ -273,8 +286,6 @@ class LongTailModule(L.LightningModule):
             ValueError: ``τ < 0``, a prior that is not positive or has the wrong length, or no
                 training class counts (the module learns them at ``setup`` from the datamodule).
         """
-        from ltlight.losses.base import check_range
-
         tau = check_range("tau", tau, 0.0)
         if self.class_counts is None:
             raise ValueError(
@@ -296,14 +307,16 @@ class LongTailModule(L.LightningModule):
         device = self.calibration_offset.device
         self.calibration_offset = offset.to(device=device, dtype=torch.float32)
 
-    def adjusted_logits(self, logits: Tensor) -> Tensor:
-        """The loss's predictive logits with the post-hoc logit adjustment, before ``T``."""
+    def predictive_logits(self, logits: Tensor) -> Tensor:
+        """The loss's predictive logits (LDAM: ``s·z``; sigmoid losses: ``log σ(z)``)."""
         predictive = getattr(self.loss, "predictive_logits", None)
-        if predictive is not None:
-            logits = predictive(logits)
-        logits = logits.float()
+        return float_logits(logits if predictive is None else predictive(logits))
+
+    def adjusted_logits(self, logits: Tensor) -> Tensor:
+        """The predictive logits with the post-hoc logit adjustment, before ``T``."""
+        logits = self.predictive_logits(logits)  # float64 stays float64 (fitting T, tests)
         if self.calibration_offset.numel():
-            logits = logits + self.calibration_offset
+            logits = logits + self.calibration_offset.to(logits.dtype)
         return logits
 
     def compute_loss(self, logits: Tensor, target: Tensor) -> Tensor:
@@ -314,11 +327,42 @@ class LongTailModule(L.LightningModule):
         """The predictive distribution ``softmax((z' − τ·log π + log q) / T)``: ``z'`` the loss's
         predictive logits (LDAM: ``s·z``; sigmoid losses: ``log σ(z)``), then the post-hoc
         logit adjustment and temperature (identity until fitted)."""
-        return torch.softmax(self.adjusted_logits(logits) / self.calibration_temperature, dim=-1)
+        logits = self.adjusted_logits(logits)
+        return torch.softmax(logits / self.calibration_temperature.to(logits.dtype), dim=-1)
+
+    @torch.no_grad()
+    def predict_images(self, images: Tensor) -> Tensor:
+        """Raw uint8 images ``(N, C, H, W)`` → the predictive probabilities ``(N, C)``.
+
+        The images are resized and normalised as the datamodule's evaluation loader does (the
+        :class:`~ltlight.preprocessing.Preprocessing` a checkpoint carries), the module is put in
+        evaluation mode, and :meth:`predict_proba` applies any fitted temperature / logit
+        adjustment.
+
+        Raises:
+            ValueError: the module never saw a datamodule with ``mean``/``std`` (train it, or
+                load a checkpoint made by ``ltlight fit``, first), or the images are not uint8.
+        """
+        if self.preprocessing is None:
+            raise ValueError(
+                "predict_images needs the training data's preprocessing (mean, std, image size): "
+                "load a checkpoint written by a run of this module, or set module.preprocessing"
+            )
+        self.eval()
+        inputs = self.preprocessing(images.to(self.device))
+        return self.predict_proba(self(inputs))
 
     def training_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
         images, target = batch
-        loss = self.compute_loss(self(images), target)
+        if self.mixup_alpha > 0:
+            lam = float(np.random.beta(self.mixup_alpha, self.mixup_alpha))  # noqa: NPY002
+            perm = torch.randperm(images.shape[0], device=images.device)
+            logits = self(lam * images + (1 - lam) * images[perm])
+            loss = lam * self.compute_loss(logits, target) + (1 - lam) * self.compute_loss(
+                logits, target[perm]
+            )
+        else:
+            loss = self.compute_loss(self(images), target)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
         return loss
 
@@ -353,7 +397,13 @@ class LongTailModule(L.LightningModule):
         metrics.reset()
 
     def configure_callbacks(self) -> list[L.Callback]:
-        return self.method_callbacks
+        from ltlight.callbacks.finite_loss import StopOnNonFiniteLoss
+
+        callbacks = list(self.method_callbacks)
+        present = [*callbacks, *(self.trainer.callbacks if self._trainer else [])]
+        if not any(isinstance(callback, StopOnNonFiniteLoss) for callback in present):
+            callbacks.append(StopOnNonFiniteLoss())  # a diverged run stops with a clear error
+        return callbacks
 
     # -- optimisation ------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
@@ -369,6 +419,8 @@ class LongTailModule(L.LightningModule):
 
     # -- exact resume: Lightning does not checkpoint the global RNG states ------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.preprocessing is not None:
+            checkpoint["ltlight_preprocessing"] = self.preprocessing.to_dict()
         checkpoint["ltlight_rng_states"] = {
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
@@ -377,6 +429,8 @@ class LongTailModule(L.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "ltlight_preprocessing" in checkpoint:
+            self.preprocessing = Preprocessing.from_dict(checkpoint["ltlight_preprocessing"])
         self._prepare_calibration_state(checkpoint.get("state_dict", {}))
         states = checkpoint.get("ltlight_rng_states")
         if states is None:
@@ -398,6 +452,7 @@ class LongTailModule(L.LightningModule):
             "calibration_temperature": torch.ones(()),
             "calibration_tau": torch.zeros(()),
             "calibration_offset": torch.zeros(0),
+            "calibration_classifier_tau": -torch.ones(()),
         }
         for name, default in defaults.items():
             saved = state.setdefault(name, default)

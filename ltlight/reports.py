@@ -32,7 +32,22 @@ _SUMMARY_LABELS = {
     "medium_shot_error": "medium-shot error",
     "few_shot_error": "few-shot error",
     "ece": "ECE",
+    "classwise_ece": "classwise ECE",
+    "nll": "NLL",
+    "brier": "Brier score",
+    **{
+        f"{g}_shot_{k}": f"{g}-shot {label}"
+        for g in SHOT_GROUPS
+        for k, label in (
+            ("ece", "ECE"),
+            ("classwise_ece", "classwise ECE"),
+            ("nll", "NLL"),
+            ("brier", "Brier"),
+        )
+    },
 }
+#: Summary entries that are not fractions (printed as numbers, not percentages).
+_PLAIN_NUMBERS = {key for key in _SUMMARY_LABELS if key.endswith(("nll", "brier"))}
 
 
 def _numpy(values: Tensor | Sequence[float]) -> np.ndarray:
@@ -164,6 +179,7 @@ def reliability_figure(
     bin_count: Tensor | Sequence[int],
     ece: Tensor | float | None = None,
     title: str = "Reliability diagram",
+    calibration: Mapping[str, Tensor | float] | None = None,
 ) -> Figure:
     """The reliability diagram of Guo et al. (ICML 2017), with the confidence histogram below.
 
@@ -177,6 +193,7 @@ def reliability_figure(
         bin_count: ``(n_bins,)`` samples per bin.
         ece: written in the corner when given.
         title: the figure title.
+        calibration: ``classwise_ece``, ``nll``, ``brier`` (any of them), written under the ECE.
     """
     confidence = _numpy(bin_confidence)
     accuracy = _numpy(bin_accuracy)
@@ -222,11 +239,19 @@ def reliability_figure(
     top.set_ylabel("accuracy")
     top.set_title(title)
     top.legend(loc="upper left", fontsize="small")
-    if ece is not None:
+    caption = [] if ece is None else [f"ECE = {float(ece):.2%}"]
+    for key, text in (
+        ("classwise_ece", "classwise ECE = {:.2%}"),
+        ("nll", "NLL = {:.3f}"),
+        ("brier", "Brier = {:.3f}"),
+    ):
+        if calibration is not None and key in calibration:
+            caption.append(text.format(float(calibration[key])))
+    if caption:
         top.text(
             0.97,
             0.03,
-            f"ECE = {float(ece):.2%}",
+            "\n".join(caption),
             transform=top.transAxes,
             ha="right",
             va="bottom",
@@ -256,13 +281,15 @@ def per_class_table(
     few_threshold: int = 20,
     summary: Mapping[str, Tensor | float] | None = None,
     title: str = "Per-class error",
+    per_class_calibration_error: Tensor | Sequence[float] | None = None,
 ) -> Table:
     """A rich table: one row per class (head → tail) and a summary section below.
 
-    Columns: class, training count, shot group, error. ``summary`` takes the scalar entries of
-    :meth:`~ltlight.metrics.LongTailMetrics.compute` (``error``, ``balanced_error``,
-    ``many_shot_error``, ``medium_shot_error``, ``few_shot_error``, ``ece``); the ones given
-    and not NaN are listed after the classes.
+    Columns: class, training count, shot group, error (and, when given, each class's
+    calibration error, ``per_class_calibration_error`` of the metrics). ``summary`` takes the
+    scalar entries of :meth:`~ltlight.metrics.LongTailMetrics.compute` (errors, ECE, classwise
+    ECE, NLL, Brier score, overall and per shot group); the ones given and not NaN are listed
+    after the classes (NLL and Brier as numbers, the rest in %).
     """
     check_thresholds(many_threshold, few_threshold)
     errors = _numpy(per_class_error)
@@ -278,25 +305,64 @@ def per_class_table(
     table.add_column("train n", justify="right")
     table.add_column("group")
     table.add_column("error", justify="right")
+    calibration = None
+    if per_class_calibration_error is not None:
+        calibration = _numpy(per_class_calibration_error)
+        table.add_column("calibration error", justify="right")
     for i in order:
         group = groups[i]
-        table.add_row(
+        cells = [
             names[i],
             "–" if counts is None else str(int(counts[i])),
             "–" if group is None else f"[{GROUP_STYLES[group]}]{group}[/]",
             _percent(errors[i]),
-        )
+        ]
+        table.add_row(*cells, *([] if calibration is None else [_percent(calibration[i])]))
     rows = [
-        (label, float(summary[key]))
+        (label, float(summary[key]), key in _PLAIN_NUMBERS)
         for key, label in _SUMMARY_LABELS.items()
         if summary is not None and key in summary and not np.isnan(float(summary[key]))
     ]
     if rows:
         table.add_section()
-        for label, value in rows:
-            table.add_row(f"[bold]{label}[/]", "", "", f"[bold]{_percent(value)}[/]")
+        for label, value, plain in rows:
+            shown = f"{value:.3f}" if plain else _percent(value)
+            cells = [f"[bold]{label}[/]", "", "", f"[bold]{shown}[/]"]
+            table.add_row(*cells, *([] if calibration is None else [""]))
     return table
 
 
 def _percent(value: float) -> str:
     return "n/a" if np.isnan(value) else f"{value:.2%}"
+
+
+def prior_shift_figure(
+    errors: Mapping[str, Sequence[float]],
+    prior_labels: Sequence[str],
+    title: str = "Error under a shifted test prior",
+) -> Figure:
+    """Error against the test prior, one line per method.
+
+    Args:
+        errors: method name → its error (fraction) under each prior, in ``prior_labels``' order
+            (see :func:`ltlight.prior_shift.shifted_priors`).
+        prior_labels: the x-axis: ``"forward 50"`` … ``"uniform"`` … ``"backward 50"``.
+        title: the axes title.
+    """
+    fig = Figure(figsize=(8.0, 4.5), layout="constrained")
+    ax = fig.add_subplot()
+    positions = np.arange(len(prior_labels))
+    for name, values in errors.items():
+        if len(values) != len(prior_labels):
+            raise ValueError(
+                f"{name} has {len(values)} errors but there are {len(prior_labels)} priors"
+            )
+        ax.plot(positions, _numpy(values), marker="o", label=name)
+    ax.set_xticks(positions, list(prior_labels), rotation=45, ha="right", fontsize="small")
+    ax.yaxis.set_major_formatter(PercentFormatter(xmax=1))
+    ax.set_ylabel("test error")
+    ax.set_xlabel("test class prior (forward: head classes frequent, as in training)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", loc="best")
+    return fig

@@ -3,7 +3,6 @@
 Times are never asserted: the machines that run the tests are shared and noisy.
 """
 
-import functools
 import importlib.util
 import json
 import subprocess
@@ -50,37 +49,35 @@ def test_paper_schedule_runs_on_the_cpu_with_the_gpu_settings(worker, capsys):
     assert result["wall_s"] > 0 and 0 <= result["error"] <= 100
 
 
-def test_accuracy_scales_every_epoch_number_of_the_recipe():
-    accuracy = load("accuracy")
-    from ltlight import LongTailModule
-    from ltlight.callbacks import DeferredReweighting
-    from ltlight.models import DigitsNet
-    from ltlight.optim import WarmupMultiStepLR
-
-    module = LongTailModule(
-        DigitsNet(),
-        lr_scheduler=functools.partial(WarmupMultiStepLR, warmup_epochs=1, milestones=[16, 18]),
-        callbacks=[DeferredReweighting(start_epoch=16)],
-    )
-    accuracy.scale_schedule(module, 0.25)
-    assert module.lr_scheduler_factory.keywords == {
-        "warmup_epochs": 1,
-        "milestones": [4, 5],  # 4.5 rounds to 4: kept strictly increasing
-    }
-    assert module.method_callbacks[0].start_epoch == 4
-
-
 def test_accuracy_digits_table(tmp_path, capsys):
     accuracy = load("accuracy")
     out = tmp_path / "results.json"
-    argv = ["--dataset", "digits_lt", "--methods", "ce", "ldam_drw", "--epochs", "2"]
+    figure = tmp_path / "shift.png"
+    argv = ["--dataset", "digits_lt", "--methods", "ce", "ldam_drw", "crt", "--epochs", "2"]
+    argv += ["--figure", str(figure)]
     assert accuracy.main([*argv, "--out", str(out), "--out", str(tmp_path / "r.md")]) == 0
     printed = capsys.readouterr().out
-    assert "| 10 | ce | 1 |" in printed and "| 10 | ldam_drw | 1 |" in printed
+    assert "| 10 | ce | 1 |" in printed and "| 10 | ldam_drw + TS | 1 |" in printed
     runs = json.loads(out.read_text())["runs"]
-    assert [r["method"] for r in runs] == ["ce", "ldam_drw"]
+    assert [r["method"] for r in runs] == [
+        "ce",
+        "ce + TS",
+        "ce + LA",
+        "ce + LA + TS",
+        "ce + τ-norm",
+        "ce + τ-norm + TS",
+        "ldam_drw",
+        "ldam_drw + TS",
+        "crt",
+        "crt + TS",
+    ]
     assert all(0 <= r["balanced_error"] <= 100 and 0 <= r["ece"] <= 100 for r in runs)
+    # Temperature scaling never changes the error; it is fitted on validation (its T is kept).
+    for plain, scaled in zip(runs[::2], runs[1::2], strict=True):
+        assert scaled["error"] == plain["error"] and scaled["T"] > 0
     assert "| ratio | method |" in (tmp_path / "r.md").read_text()
+    assert "forward 50" in printed and "ce + LA(q), q known" in printed
+    assert figure.stat().st_size > 0
 
 
 @pytest.mark.slow

@@ -73,12 +73,13 @@ def fit(cwd, config=CONFIG, *args):
     return finish(start(cwd, config, *args), cwd)
 
 
-def interrupt(cwd, signum):
+def interrupt(cwd, signum, *args):
     """Start a run, send ``signum`` once it waits inside step STOP_STEP, return how it ended."""
     marker = cwd / "in_step.txt"
     process = start(
         cwd,
         CONFIG,
+        *args,
         "--trainer.callbacks+=signal_marker.WaitForSignal",
         f"--trainer.callbacks.init_args.step={STOP_STEP}",
         f"--trainer.callbacks.init_args.marker={marker}",
@@ -190,6 +191,29 @@ def test_ctrl_c_mid_step_stops_at_the_batch_end_and_ckpt_path_last_finishes_bit_
     assert re.search(r"Restored all states from the checkpoint at \S*interrupted", out + err)
     assert_same_outcome(outcome(tmp_path, out), uninterrupted())
     assert not (tmp_path / INTERRUPTED).exists()
+
+
+def test_sigterm_when_the_checkpoint_folder_cannot_be_written_says_where_it_saved(
+    tmp_path, monkeypatch
+):
+    # A folder that cannot be created (a file is in the way) fails even for root, whom a
+    # read-only folder would not stop. The checkpoint goes to the temporary folder, one line says.
+    blocked = tmp_path / "blocker" / "interrupted"
+    blocked.parent.write_text("a file, not a folder")
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    callbacks = (
+        "[{class_path: lightning.pytorch.callbacks.ModelCheckpoint, init_args: {filename: last}}, "
+        f"{{class_path: ltlight.callbacks.InterruptCheckpoint, init_args: {{dirpath: {blocked}}}}}]"
+    )
+    rc, _, err = interrupt(tmp_path, signal.SIGTERM, f"--trainer.callbacks={callbacks}")
+    assert rc == 128 + signal.SIGTERM, err[-3000:]
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    (fallback,) = (tmp_path / "tmp").glob("ltlight-*-interrupted.ckpt")
+    assert f"could not write {blocked / 'interrupted.ckpt'}" in last, last
+    assert f"saved it instead to {fallback}" in last and f"--ckpt_path {fallback}" in last, last
+    assert torch.load(fallback, weights_only=True)["global_step"] == STOP_STEP + 1
 
 
 # --- InterruptCheckpoint in-process: what it leaves alone ----------------------------------------

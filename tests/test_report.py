@@ -76,6 +76,36 @@ def test_reliability_figure_draws_accuracy_bars_gaps_and_the_diagonal():
     assert [b.get_height() for b in histogram.patches] == pytest.approx([0, 0.4, 0.6])
 
 
+def test_reliability_caption_and_table_carry_nll_brier_and_classwise_ece():
+    fig = reliability_figure(
+        [0.3, 0.9],
+        [0.5, 0.6],
+        [4, 6],
+        ece=0.26,
+        calibration={"classwise_ece": 0.051, "nll": 0.734, "brier": 0.412},
+    )
+    (caption,) = fig.axes[0].texts
+    assert caption.get_text().split("\n") == [
+        "ECE = 26.00%",
+        "classwise ECE = 5.10%",
+        "NLL = 0.734",
+        "Brier = 0.412",
+    ]
+    summary = {"nll": 0.7341, "brier": 0.4123, "classwise_ece": 0.051, "few_shot_nll": 2.5}
+    text = render(
+        per_class_table(
+            [0.1, 0.2, 0.3, 0.4],
+            COUNTS,
+            NAMES,
+            summary=summary,
+            per_class_calibration_error=[0.011, 0.022, 0.033, 0.044],
+        )
+    )
+    assert "calibration error" in text and "4.40%" in text  # yak's, the rarest class
+    assert "NLL" in text and "0.734" in text and "0.412" in text and "5.10%" in text
+    assert "few-shot NLL" in text and "2.500" in text
+
+
 def test_per_class_table_lists_classes_head_to_tail_with_groups_and_summary():
     results = long_tail_metrics(torch.eye(4), torch.tensor([0, 1, 2, 0]), 4, class_counts=COUNTS)
     table = per_class_table(

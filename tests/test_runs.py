@@ -5,6 +5,7 @@ The fits are subprocesses of the console script's module (the CLI is the subject
 must stop before training run ``main`` in-process.
 """
 
+import csv
 import os
 import shutil
 import signal
@@ -14,11 +15,16 @@ import time
 import zipfile
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 
+from ltlight import LongTailModule
+from ltlight.callbacks import PredictionWriter
 from ltlight.checkpoint_file import read_checkpoint
 from ltlight.cli import main
+from ltlight.data import DigitsLTDataModule
+from ltlight.models import DigitsNet
 from ltlight.runs import config_differences, find_last_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -165,6 +171,32 @@ def test_use_ckpt_config_takes_the_model_from_the_checkpoint(ce_run):
     assert "CrossEntropyLoss" in saved and "LDAMLoss" not in saved
 
 
+def test_a_loss_that_turns_nan_stops_the_run_naming_epoch_and_batch_and_keeps_the_last_good_epoch(
+    tmp_path,
+):
+    result = ltlight(
+        "fit",
+        "--config",
+        str(CONFIGS / "ce.yaml"),
+        "--trainer.max_epochs=3",
+        *QUIET,
+        "--run_name=nan",
+        "--model.init_args.loss=bad_training.NaNFromBatch",
+        "--model.init_args.loss.init_args.batch=13",  # 8 batches per epoch: epoch 1, batch 5
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in result.stderr
+    assert "the training loss became nan at epoch 1, batch 5" in last, last
+    run = tmp_path / "runs" / "digits_lt" / "ce" / "nan"
+    assert str(Path("runs/digits_lt/ce/nan/checkpoints/last.ckpt")) in last
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["epoch"] == 0
+    assert all(torch.isfinite(w).all() for w in checkpoint["state_dict"].values())
+    assert not (run / "interrupted.ckpt").exists()
+
+
 def broken_copies(good: Path, folder: Path) -> dict[str, tuple[Path, str]]:
     """Checkpoint files damaged in each way, and a word the error must say about each."""
     data = good.read_bytes()
@@ -231,3 +263,79 @@ def test_find_last_checkpoint_takes_the_newest_matching_run(tmp_path):
     )
     shutil.rmtree(tmp_path / "a")
     assert find_last_checkpoint(tmp_path, current)[0] == tmp_path / "c"
+
+
+# --- the path after training: predictions and a model that takes raw images -----------------
+
+
+def reference_probabilities(checkpoint):
+    """The checkpoint's probabilities on Digits-LT's test split through the datamodule's own
+    loader (which normalises on the device): the reference for `predict` and `predict_images`."""
+    module = LongTailModule.load_from_checkpoint(checkpoint, map_location="cpu").eval()
+    data = DigitsLTDataModule()
+    data.setup("test")
+    with torch.no_grad():
+        batches = [(module(images), labels) for images, labels in data.test_dataloader()]
+    logits = torch.cat([logits for logits, _ in batches]).double()
+    return module, torch.softmax(logits, 1), torch.cat([labels for _, labels in batches]), data
+
+
+def test_predict_writes_predictions_csv_into_the_run_folder_and_prints_its_path(ce_run):
+    cwd, run = ce_run
+    checkpoint = run / "checkpoints" / "last.ckpt"
+    result = ltlight("predict", "--config", str(CONFIGS / "ce.yaml"), *QUIET,
+                     f"--ckpt_path={checkpoint}", cwd=cwd)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    path = run / "predictions.csv"
+    assert f"predictions: {path.resolve()} (500 rows)" in result.stdout.replace(
+        str(cwd), str(cwd.resolve())
+    )
+    assert "batch indices" not in result.stderr  # no warning about what the writer does not use
+    with open(path, newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert list(rows[0]) == ["index", "label", "label_name", "predicted", "predicted_name",
+                             "confidence", "top5_classes", "top5_probabilities"]  # fmt: skip
+    _, probs, labels, _ = reference_probabilities(checkpoint)
+    assert [int(r["index"]) for r in rows] == list(range(500))
+    assert [int(r["label"]) for r in rows] == labels.tolist()
+    assert [int(r["predicted"]) for r in rows] == probs.argmax(1).tolist()
+    confidence = torch.tensor([float(r["confidence"]) for r in rows], dtype=torch.float64)
+    torch.testing.assert_close(confidence, probs.max(1).values, atol=2e-6, rtol=0)
+    top5 = torch.tensor([[int(c) for c in r["top5_classes"].split()] for r in rows])
+    assert torch.equal(top5, probs.topk(5, dim=1).indices)
+
+
+def test_predict_without_a_checkpoint_is_refused(ce_run, monkeypatch, capsys):
+    monkeypatch.chdir(ce_run[0])
+    assert run_main("predict", "--config", str(CONFIGS / "ce.yaml"), *QUIET) == 2
+    assert "predict needs the trained weights" in capsys.readouterr().err
+
+
+def test_a_loaded_checkpoint_predicts_raw_uint8_images_as_the_loader_does(ce_run):
+    _, run = ce_run
+    module, probs, _, data = reference_probabilities(run / "checkpoints" / "last.ckpt")
+    images, _ = data.load_split(train=False)  # uint8 pixels, as a user has them
+    assert images.dtype == torch.uint8
+    torch.testing.assert_close(module.predict_images(images).double(), probs, atol=1e-6, rtol=0)
+
+
+def test_prediction_writer_writes_the_calibrated_probabilities(tmp_path):
+    module = LongTailModule(DigitsNet())
+    trainer = L.Trainer(accelerator="cpu", max_epochs=1, limit_train_batches=2, logger=False,
+                        enable_progress_bar=False, enable_model_summary=False,
+                        enable_checkpointing=False, default_root_dir=tmp_path)  # fmt: skip
+    data = DigitsLTDataModule()
+    trainer.fit(module, datamodule=data)
+    module.temperature = 2.0
+    writer = PredictionWriter(str(tmp_path / "p.csv"), top_k=3)
+    trainer.callbacks.append(writer)
+    trainer.predict(module, datamodule=data, return_predictions=False)
+    with open(tmp_path / "p.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    with torch.no_grad():
+        module.eval()
+        logits = torch.cat([module(x) for x, _ in data.predict_dataloader()]).double()
+    expected = torch.softmax(logits / 2.0, 1).topk(3, dim=1).values  # z / T
+    got = torch.tensor([[float(p) for p in r["top3_probabilities"].split()] for r in rows])
+    torch.testing.assert_close(got.double(), expected, atol=2e-6, rtol=0)
+    assert writer.rows == len(rows) == 500

@@ -119,7 +119,7 @@ class InterruptCheckpoint(Checkpoint):
     def _save(self, trainer: L.Trainer) -> None:
         self.saved_to = self.save_error = None
         try:
-            trainer.save_checkpoint(self.ckpt_path)
+            trainer.save_checkpoint(self.ckpt_path, weights_only=False)
         except OSError as error:
             self.save_error = f"could not write {self.ckpt_path} ({type(error).__name__}: {error})"
         else:
@@ -130,7 +130,7 @@ class InterruptCheckpoint(Checkpoint):
             tempfile.gettempdir(), f"ltlight-{os.getpid()}-{self.filename}{self.FILE_EXTENSION}"
         )
         try:
-            trainer.save_checkpoint(fallback)
+            trainer.save_checkpoint(fallback, weights_only=False)
         except OSError as error:
             self.save_error += f", nor {fallback} ({type(error).__name__}: {error})"
         else:

@@ -194,6 +194,7 @@ class PerClassReport(L.Callback):
                 results["bin_count"],
                 ece=results["ece"],
                 title=f"Reliability ({title})",
+                calibration={k: results[k] for k in ("classwise_ece", "nll", "brier")},
             ),
         }
         for logger in trainer.loggers:
@@ -232,14 +233,15 @@ class PerClassReport(L.Callback):
             buffer.seek(0)
             payload[f"{stage}/{name}"] = wandb.Image(Image.open(buffer))
         errors = results["per_class_error"].tolist()
+        calibration = results["per_class_calibration_error"].tolist()
         counts = context["class_counts"]
         names = context["class_names"] or [str(i) for i in range(len(errors))]
         rows = [
-            [names[i], None if counts is None else counts[i], errors[i]]
+            [names[i], None if counts is None else counts[i], errors[i], calibration[i]]
             for i in head_to_tail_order(counts, len(errors)).tolist()
         ]
         payload[f"{stage}/per_class"] = wandb.Table(
-            columns=["class", "train_count", "error"], data=rows
+            columns=["class", "train_count", "error", "calibration_error"], data=rows
         )
         # One experiment.log call, so the images and the table share one W&B step.
         logger.log_metrics(payload, step=step)
@@ -251,5 +253,11 @@ class PerClassReport(L.Callback):
         context = self._context(trainer, pl_module, stage)
         summary = {key: results[key] for key in SCALAR_KEYS}
         title = f"{_TITLES[stage]} per-class error (epoch {epoch})"
-        table = per_class_table(results["per_class_error"], summary=summary, title=title, **context)
+        table = per_class_table(
+            results["per_class_error"],
+            summary=summary,
+            title=title,
+            per_class_calibration_error=results["per_class_calibration_error"],
+            **context,
+        )
         Console().print(table)

@@ -20,6 +20,7 @@ uint8 ``(N, C, H, W)`` tensor and int64 labels on the CPU. This class then
   ``trainer.global_rank`` / ``trainer.world_size``.
 """
 
+import math
 import numbers
 from typing import ClassVar
 
@@ -84,8 +85,13 @@ class LongTailDataModule(LightningDataModule):
         check_profile(profile, step_fraction)
         if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
             raise ValueError(f"seed must be an integer, got {seed!r}")
+        if not 0 <= seed < 2**63:
+            raise ValueError(f"seed must be in [0, 2**63), got {seed}")
         for argument, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
-            if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
+            if value is None:
+                continue
+            whole = isinstance(value, numbers.Real) and math.isfinite(value) and int(value) == value
+            if isinstance(value, bool) or not whole or value < 1:
                 raise ValueError(f"{argument} must be an integer >= 1, got {value!r}")
         self.imbalance_ratio = imbalance_ratio
         self.profile = profile

@@ -83,6 +83,12 @@ def long_tail_counts(
         ]
     else:
         num_head = int(num_classes * step_fraction)
+        if num_head < 1:
+            raise ValueError(
+                f"step_fraction must be >= 1/num_classes = {1 / num_classes:g} so that the step "
+                f"profile keeps a head class, got {step_fraction} (int({num_classes} × "
+                f"{step_fraction}) = 0 head classes)"
+            )
         counts = [max_count] * num_head + [int(max_count * imb_factor)] * (num_classes - num_head)
     if min(counts) < 1:
         raise ValueError(

@@ -8,6 +8,7 @@ from ltlight.losses.base import LongTailLoss
 from ltlight.losses.ce import CrossEntropyLoss
 from ltlight.losses.focal import FocalLoss, SigmoidFocalLoss
 from ltlight.losses.ghm import GHMCLoss
+from ltlight.losses.label_aware_smoothing import LabelAwareSmoothingLoss
 from ltlight.losses.ldam import LDAMHingeLoss, LDAMLoss
 from ltlight.losses.logit_adjusted import BalancedSoftmaxLoss, LogitAdjustedLoss
 from ltlight.losses.tailr import TaiLrLoss
@@ -20,6 +21,7 @@ __all__ = [
     "GHMCLoss",
     "LDAMHingeLoss",
     "LDAMLoss",
+    "LabelAwareSmoothingLoss",
     "LogitAdjustedLoss",
     "LongTailLoss",
     "SigmoidFocalLoss",
