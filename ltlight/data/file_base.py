@@ -28,6 +28,7 @@ from typing import ClassVar
 import torch
 from lightning.pytorch import LightningDataModule
 
+from ltlight._lightning_internals import processed_batches_in_epoch
 from ltlight.data.file_loader import FileDataLoader
 from ltlight.data.image_files import ImageFileDataset, missing_files
 from ltlight.data.image_list import ImageList, check_labels
@@ -290,5 +291,5 @@ class FileLongTailDataModule(LightningDataModule):
         )
         if split == "train" and trainer is not None:
             # Where Lightning resumes: the batches of this epoch whose optimiser step is done.
-            loader.progress = lambda: trainer.fit_loop.epoch_loop.batch_progress.current.processed
+            loader.progress = lambda: processed_batches_in_epoch(trainer)
         return loader
