@@ -9,9 +9,10 @@ per-class report), the progress bar and the per-epoch validation (the model is v
 the end). The method's own callbacks (DRW, DRS, the γ schedule) stay: they live in the model's
 config.
 
-``--epochs E`` trains ``E`` epochs instead of the config's ``max_epochs`` and scales every epoch
-number of the recipe by the same factor (the schedule's warm-up and milestones, DRW/DRS start
-epochs, the γ schedule's start and end), so a shorter run is the same recipe compressed.
+``--epochs E`` trains ``E`` epochs instead of the config's ``max_epochs``
+(``--trainer.max_epochs``): the configs give the learning-rate milestones and the DRW/DRS/γ
+switches as fractions of the run, so a shorter run is the same recipe compressed (the warm-up
+stays a number of epochs).
 
 Prints, per ratio and method, mean ± std over the seeds of the overall, balanced, many/medium/
 few-shot error and the ECE (in %), and the wall time per run; ``--out results.md`` / ``.json``
@@ -29,7 +30,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
-import functools
 import json
 import logging
 import math
@@ -81,42 +81,6 @@ PRIOR_SHIFT_METHODS = [
     "lws",
     "mislas_stage2",
 ]
-#: Epoch-valued arguments of the schedule and of the method callbacks that --epochs scales.
-EPOCH_ARGUMENTS = ("warmup_epochs", "milestones", "start_epoch", "end_epoch")
-
-
-def scale_epoch(value: int, factor: float) -> int:
-    return round(value * factor)
-
-
-def _scale(value: int | list[int], factor: float) -> int | list[int]:
-    if isinstance(value, (list, tuple)):  # milestones: kept strictly increasing
-        scaled: list[int] = []
-        for v in value:
-            scaled.append(max(scale_epoch(v, factor), scaled[-1] + 1 if scaled else 0))
-        return scaled
-    return scale_epoch(value, factor)
-
-
-def scale_schedule(module, factor: float) -> dict[str, object]:
-    """Multiply every epoch number of the module's recipe by ``factor``; return what changed."""
-    changed: dict[str, object] = {}
-    factory = module.lr_scheduler_factory
-    if isinstance(factory, functools.partial):
-        keywords = {
-            name: _scale(value, factor) if name in EPOCH_ARGUMENTS else value
-            for name, value in factory.keywords.items()
-        }
-        if "warmup_epochs" in keywords and factory.keywords["warmup_epochs"] > 0:
-            keywords["warmup_epochs"] = max(1, keywords["warmup_epochs"])
-        module.lr_scheduler_factory = functools.partial(factory.func, *factory.args, **keywords)
-        changed.update({k: v for k, v in keywords.items() if k in EPOCH_ARGUMENTS})
-    for callback in module.method_callbacks:
-        for name in EPOCH_ARGUMENTS:
-            if hasattr(callback, name):
-                setattr(callback, name, _scale(getattr(callback, name), factor))
-                changed[f"{type(callback).__name__}.{name}"] = getattr(callback, name)
-    return changed
 
 
 def run_one(
@@ -149,14 +113,11 @@ def run_one(
         "--trainer.num_sanity_val_steps=0",
         "--trainer.limit_val_batches=0",
         f"--trainer.default_root_dir={root_dir}",
+        *([f"--trainer.max_epochs={epochs}"] if epochs is not None else []),
         *[f"--{override}" for override in overrides or []],
     ]
     cli = LongTailCLI(args=args, run=False)
     trainer, module = cli.trainer, cli.model
-    if epochs is not None:
-        factor = epochs / trainer.max_epochs
-        scale_schedule(module, factor)
-        trainer.fit_loop.max_epochs = epochs
     trainer.fit(module, datamodule=cli.datamodule)
     return cli
 

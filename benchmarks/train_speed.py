@@ -404,17 +404,15 @@ def paper_schedule_ltlight(args: argparse.Namespace) -> dict:
     bf16 = args.bf16 if args.bf16 is not None else cuda
     factor = args.epochs / 200
     datamodule, source = make_datamodule(args.data_dir, args.images, BATCH_SIZE, args.eval_batch)
-    first = max(1, round(160 * factor))
-    milestones = [first, max(first + 1, round(180 * factor))]
-    module = LongTailModule(
+    module = LongTailModule(  # the paper's schedule as fractions of the run: 160, 180 of 200
         resnet32(10, normed=True),
         loss=LDAMLoss(max_m=0.5, s=30.0),
         lr_scheduler=lambda optimizer: WarmupMultiStepLR(
-            optimizer, warmup_epochs=max(1, round(5 * factor)), milestones=milestones
+            optimizer, warmup_epochs=max(1, round(5 * factor)), milestones=[0.8, 0.9]
         ),
         channels_last=args.channels_last,
         compile=args.compile,
-        callbacks=[DeferredReweighting(start_epoch=milestones[0])],
+        callbacks=[DeferredReweighting(start_epoch=0.8)],
     )
     trainer = L.Trainer(
         accelerator="gpu" if cuda else "cpu",

@@ -44,6 +44,7 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
+from ltlight._lightning_internals import forget_computed
 from ltlight.losses.base import check_class_counts
 
 #: Names of the shot groups, in the order :func:`shot_groups` numbers them.
@@ -425,7 +426,7 @@ class LongTailMetrics(Metric):
     def set_class_counts(self, class_counts: Sequence[int] | Tensor) -> None:
         """Set the training class counts that define the many/medium/few-shot groups."""
         self.class_counts = _check_counts(class_counts, self.num_classes)
-        self._computed = None  # torchmetrics' cached compute() result used the old counts
+        forget_computed(self)  # torchmetrics' cached compute() result used the old counts
 
     def update(self, probs: Tensor, target: Tensor) -> None:
         """Accumulate a batch: ``probs`` ``(N, C)`` probabilities, ``target`` ``(N,)`` indices.

@@ -16,6 +16,8 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
+from ltlight._lightning_internals import hyperparameters_given_by_cli
+from ltlight.distributed import is_distributed
 from ltlight.losses import CrossEntropyLoss
 from ltlight.losses.base import check_class_counts, check_range, float_logits
 from ltlight.metrics import SCALAR_KEYS, LongTailMetrics
@@ -24,15 +26,6 @@ from ltlight.preprocessing import Preprocessing
 
 OptimizerFactory = Callable[[Iterable], Optimizer]
 SchedulerFactory = Callable[[Optimizer], LRScheduler]
-
-
-def _built_by_cli() -> bool:
-    """True while LightningCLI instantiates the module (it then supplies primitive hparams)."""
-    try:
-        from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
-    except ImportError:  # pragma: no cover - a future Lightning without it
-        return False
-    return _given_hyperparameters.get() is not None
 
 
 def _numpy_state_to_primitives(state: tuple) -> tuple:
@@ -118,7 +111,7 @@ class LongTailModule(L.LightningModule):
         if ece_bins < 1:
             raise ValueError(f"ece_bins must be >= 1, got {ece_bins}")
         objects = ["backbone", "loss", "optimizer", "lr_scheduler", "callbacks"]
-        self.save_hyperparameters(ignore=None if _built_by_cli() else objects)
+        self.save_hyperparameters(ignore=None if hyperparameters_given_by_cli() else objects)
         self.backbone = backbone
         self.loss = loss if loss is not None else CrossEntropyLoss()
         self.optimizer_factory = optimizer
@@ -153,7 +146,7 @@ class LongTailModule(L.LightningModule):
 
     # -- set-up: class counts reach the loss and the metrics --------------------------------
     def setup(self, stage: str) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
+        datamodule = getattr(self._attached_trainer(), "datamodule", None)
         counts = getattr(datamodule, "class_counts", None)
         loss_counts = getattr(self.loss, "class_counts", None)
         if counts is not None:
@@ -221,6 +214,12 @@ class LongTailModule(L.LightningModule):
                 f"backbone.{extra[0]} (another architecture?)"
             )
         self.backbone.load_state_dict(saved)
+
+    def _attached_trainer(self) -> L.Trainer | None:
+        try:
+            return self.trainer
+        except RuntimeError:  # Lightning's public answer for "not attached to a Trainer"
+            return None
 
     def _resolve_num_classes(self, datamodule: Any, counts: Sequence[int] | None) -> int:
         candidates = {
@@ -400,7 +399,8 @@ class LongTailModule(L.LightningModule):
         from ltlight.callbacks.finite_loss import StopOnNonFiniteLoss
 
         callbacks = list(self.method_callbacks)
-        present = [*callbacks, *(self.trainer.callbacks if self._trainer else [])]
+        trainer = self._attached_trainer()
+        present = [*callbacks, *(trainer.callbacks if trainer is not None else [])]
         if not any(isinstance(callback, StopOnNonFiniteLoss) for callback in present):
             callbacks.append(StopOnNonFiniteLoss())  # a diverged run stops with a clear error
         return callbacks
@@ -412,6 +412,11 @@ class LongTailModule(L.LightningModule):
         if self.lr_scheduler_factory is None:
             return optimizer
         scheduler = self.lr_scheduler_factory(optimizer)
+        set_max_epochs = getattr(scheduler, "set_max_epochs", None)
+        trainer = self._attached_trainer()
+        if set_max_epochs is not None and trainer is not None:
+            # a schedule in fractions of the run (WarmupMultiStepLR) learns the run's length
+            set_max_epochs(trainer.max_epochs)
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
@@ -419,22 +424,37 @@ class LongTailModule(L.LightningModule):
 
     # -- exact resume: Lightning does not checkpoint the global RNG states ------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Save every rank's RNG states: ``checkpoint["ltlight_rng_states"][rank]``.
+
+        Lightning calls this hook on every rank and writes rank 0's checkpoint, so under
+        ``torch.distributed`` the states are gathered here (one collective per save).
+        """
         if self.preprocessing is not None:
             checkpoint["ltlight_preprocessing"] = self.preprocessing.to_dict()
-        checkpoint["ltlight_rng_states"] = {
+        states = {
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
             "numpy": _numpy_state_to_primitives(np.random.get_state()),  # noqa: NPY002
             "python": random.getstate(),
         }
+        per_rank = [states]
+        if is_distributed():
+            per_rank = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(per_rank, states)
+        checkpoint["ltlight_rng_states"] = per_rank
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if "ltlight_preprocessing" in checkpoint:
             self.preprocessing = Preprocessing.from_dict(checkpoint["ltlight_preprocessing"])
         self._prepare_calibration_state(checkpoint.get("state_dict", {}))
-        states = checkpoint.get("ltlight_rng_states")
-        if states is None:
+        per_rank = checkpoint.get("ltlight_rng_states")
+        if per_rank is None:
             return
+        if isinstance(per_rank, dict):  # checkpoints from before per-rank states: rank 0's
+            per_rank = [per_rank]
+        rank = torch.distributed.get_rank() if is_distributed() else 0
+        # resumed on another number of processes: not the same run, but still deterministic
+        states = per_rank[rank % len(per_rank)]
         torch.set_rng_state(states["torch"])
         if states["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(states["cuda"])

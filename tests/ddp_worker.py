@@ -2,21 +2,28 @@
 
 ``python tests/ddp_worker.py OUT_DIR``: Lightning's DDP launcher runs this file again for rank 1.
 LDAM on Digits-LT with deferred re-weighting from epoch 1 and deferred re-sampling from epoch 2,
-three epochs, then one ``trainer.validate``. Each rank writes ``OUT_DIR/rank<r>.json``: the class
-counts its loss and datamodule hold, the LDAM margins, and per epoch the loss weight, the sampler's
-mode, this rank's sample indices and the labels of the batches it trained on; the validation
-metrics after every epoch and from ``validate``. Rank 0 also saves the final weights.
+three epochs, then one ``trainer.validate``, a checkpoint, and one more epoch resumed from it.
+The test split has 499 images (250 + 249 on the two ranks, in batches of 83: 4 and 3 batches), so
+evaluation shards differ in size and in number of batches. Each rank writes
+``OUT_DIR/rank<r>.json``: the class counts its loss and datamodule hold, the LDAM margins, and per
+epoch the loss weight, the sampler's mode, this rank's sample indices and the labels of the
+batches it trained on; the validation metrics after every epoch and from ``validate``; digests of
+its RNG states when the checkpoint was saved and when the resumed run started. Rank 0 also saves
+the final weights.
 """
 
+import hashlib
 import json
+import random
 import sys
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 
 from ltlight import LongTailModule
-from ltlight.callbacks import DeferredResampling, DeferredReweighting
+from ltlight.callbacks import DeferredResampling, DeferredReweighting, PerClassReport
 from ltlight.data import DigitsLTDataModule
 from ltlight.losses import LDAMLoss
 from ltlight.models import DigitsNet
@@ -35,8 +42,29 @@ def make_module() -> LongTailModule:
     )
 
 
+TEST_IMAGES = 499
+
+
+class OddDigitsLT(DigitsLTDataModule):
+    """Digits-LT with a test split of 499 images: not divisible by the number of processes."""
+
+    def load_split(self, train: bool):
+        images, labels = super().load_split(train)
+        return (images, labels) if train else (images[:TEST_IMAGES], labels[:TEST_IMAGES])
+
+
 def make_datamodule() -> DigitsLTDataModule:
-    return DigitsLTDataModule(batch_size=64, eval_batch_size=100, augment=True, seed=5)
+    return OddDigitsLT(batch_size=64, eval_batch_size=83, augment=True, seed=5)
+
+
+def rng_digest() -> str:
+    """One digest of this process's torch, NumPy and Python RNG states."""
+    state = (
+        torch.get_rng_state().numpy().tobytes()
+        + np.random.get_state()[1].tobytes()  # noqa: NPY002
+        + repr(random.getstate()).encode()
+    )
+    return hashlib.sha256(state).hexdigest()
 
 
 def floats(metrics) -> dict[str, float]:
@@ -70,6 +98,27 @@ class Recorder(L.Callback):
             self.validation.append(floats(trainer.callback_metrics))
 
 
+class RankRandomness(L.Callback):
+    """Each rank draws a different number of random numbers per batch, so their states differ
+    (as dropout or augmentation make them differ in real runs)."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        torch.rand(trainer.global_rank + 1)
+        np.random.rand(trainer.global_rank + 1)  # noqa: NPY002
+        random.random()
+        if trainer.global_rank:
+            random.random()
+
+
+class RestoredRandomness(L.Callback):
+    """The RNG digest when the resumed run starts training (after the checkpoint is restored)."""
+
+    digest: str | None = None
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.digest = rng_digest()
+
+
 def main(out_dir: Path) -> None:
     L.seed_everything(0)
     module, datamodule, recorder = make_module(), make_datamodule(), Recorder()
@@ -78,7 +127,7 @@ def main(out_dir: Path) -> None:
         accelerator="cpu",
         devices=2,
         strategy="ddp",
-        callbacks=[recorder],
+        callbacks=[recorder, RankRandomness(), PerClassReport(figures=False, table=False)],
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -87,7 +136,28 @@ def main(out_dir: Path) -> None:
         default_root_dir=out_dir,
     )
     trainer.fit(module, datamodule=datamodule)
+    # Saved before validate: Lightning's DDP set-up re-seeds every rank alike at each new stage.
+    checkpoint = out_dir / "fit.ckpt"
+    saved_digest = rng_digest()
+    trainer.save_checkpoint(checkpoint)
     (validated,) = trainer.validate(module, datamodule=datamodule, verbose=False)
+    restored = RestoredRandomness()
+    resumed = L.Trainer(
+        max_epochs=EPOCHS + 1,
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp",
+        callbacks=[restored],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_train_batches=1,
+        limit_val_batches=0,
+        default_root_dir=out_dir,
+    )
+    resumed.fit(make_module(), datamodule=make_datamodule(), ckpt_path=checkpoint)
 
     rank = trainer.global_rank
     report = {
@@ -100,10 +170,13 @@ def main(out_dir: Path) -> None:
         "epochs": recorder.epochs,
         "validation_during_fit": recorder.validation,
         "validate": floats(validated),
+        "rng_at_save": saved_digest,
+        "rng_at_resume": restored.digest,
     }
     (out_dir / f"rank{rank}.json").write_text(json.dumps(report))
     if rank == 0:
         torch.save(module.state_dict(), out_dir / "weights.pt")
+    resumed.strategy.barrier()  # rank 0's weights are written before anyone reports done
 
 
 if __name__ == "__main__":

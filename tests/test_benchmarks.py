@@ -3,7 +3,6 @@
 Times are never asserted: the machines that run the tests are shared and noisy.
 """
 
-import functools
 import importlib.util
 import json
 import subprocess
@@ -50,26 +49,6 @@ def test_paper_schedule_runs_on_the_cpu_with_the_gpu_settings(worker, capsys):
     assert result["wall_s"] > 0 and 0 <= result["error"] <= 100
 
 
-def test_accuracy_scales_every_epoch_number_of_the_recipe():
-    accuracy = load("accuracy")
-    from ltlight import LongTailModule
-    from ltlight.callbacks import DeferredReweighting
-    from ltlight.models import DigitsNet
-    from ltlight.optim import WarmupMultiStepLR
-
-    module = LongTailModule(
-        DigitsNet(),
-        lr_scheduler=functools.partial(WarmupMultiStepLR, warmup_epochs=1, milestones=[16, 18]),
-        callbacks=[DeferredReweighting(start_epoch=16)],
-    )
-    accuracy.scale_schedule(module, 0.25)
-    assert module.lr_scheduler_factory.keywords == {
-        "warmup_epochs": 1,
-        "milestones": [4, 5],  # 4.5 rounds to 4: kept strictly increasing
-    }
-    assert module.method_callbacks[0].start_epoch == 4
-
-
 def test_accuracy_digits_table(tmp_path, capsys):
     accuracy = load("accuracy")
     out = tmp_path / "results.json"
@@ -99,3 +78,20 @@ def test_accuracy_digits_table(tmp_path, capsys):
     assert "| ratio | method |" in (tmp_path / "r.md").read_text()
     assert "forward 50" in printed and "ce + LA(q), q known" in printed
     assert figure.stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_data_files_table_prints_both_pipelines_and_their_ratio(tmp_path):
+    done = subprocess.run(
+        [
+            sys.executable, str(BENCHMARKS / "data.py"), "--files", "--images", "40",
+            "--epochs", "1", "--file-batch-size", "8", "--workers", "1",
+            "--jpeg-dir", str(tmp_path / "jpegs"),
+        ],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ")][1:]
+    assert [row.split("|")[1].split()[0] for row in rows] == ["torchvision", "ltlight"]
+    assert rows[0].split("|")[3].strip() == "1.00×"
+    assert len(list((tmp_path / "jpegs").rglob("*.jpg"))) == 40

@@ -114,10 +114,9 @@ def test_default_sampling_follows_the_long_tail_and_class_balanced_mode_flattens
 
 
 @pytest.mark.parametrize("class_balanced", [False, True])
-@pytest.mark.parametrize("shuffle", [True, False])
-def test_ddp_ranks_get_disjoint_equal_shards_that_cover_the_epoch(shuffle, class_balanced):
+def test_ddp_training_ranks_get_disjoint_equal_shards_that_cover_the_epoch(class_balanced):
     images, labels = long_tailed_split()  # 77 images over 3 ranks: 26 each, 1 padded
-    world_size, epoch = 3, 4
+    world_size, epoch, shuffle = 3, 4, True
     single = loader(images, labels, shuffle=shuffle, batch_size=1000)
     single.class_balanced = class_balanced
     global_order = single.sampler.global_order(epoch)
@@ -136,6 +135,22 @@ def test_ddp_ranks_get_disjoint_equal_shards_that_cover_the_epoch(shuffle, class
     if not class_balanced:
         positions = torch.cat(shards)
         assert positions.unique().numel() == 77  # all images, the padding repeats one of them
+
+
+def test_ddp_evaluation_shards_count_every_image_exactly_once():
+    images, labels = long_tailed_split()  # 77 images over 3 ranks: 26, 26, 25 — nothing padded
+    world_size = 3
+    shards, lengths = [], []
+    for rank in range(world_size):
+        sharded = loader(images, labels, shuffle=False, rank=rank, world_size=world_size)
+        sharded.sampler.set_epoch(2)
+        batches = list(sharded)
+        lengths.append((len(sharded.sampler), len(sharded), len(batches)))
+        shards.append(torch.cat([decode(x)[1] for x, _ in batches]))
+    assert lengths == [(26, 2, 2), (26, 2, 2), (25, 2, 2)]
+    for rank, shard in enumerate(shards):
+        assert torch.equal(shard, torch.arange(77)[rank::world_size])
+    assert torch.equal(torch.cat(shards).sort().values, torch.arange(77))
 
 
 def test_ranks_augment_differently():

@@ -7,17 +7,19 @@ single-process computation of the same things.
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import ddp_ghm_worker as ghm
 import ddp_worker
 import lightning as L
 import pytest
 import torch
 
 from ltlight.data.device_loader import EpochSampler
-from ltlight.losses import LDAMLoss, effective_number
+from ltlight.losses import GHMCLoss, LDAMLoss, effective_number
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 WORLD_SIZE = 2
@@ -110,6 +112,13 @@ SYNCED = ["val/error", "val/balanced_error", "val/many_shot_error", "val/medium_
 SYNCED += ["val/few_shot_error", "val/ece"]
 
 
+def test_each_rank_resumes_with_its_own_rng_states(ddp_run):
+    ranks, _ = ddp_run
+    saved = [rank["rng_at_save"] for rank in ranks]
+    assert saved[0] != saved[1]  # the ranks' streams differ, as with dropout or augmentation
+    assert [rank["rng_at_resume"] for rank in ranks] == saved
+
+
 def test_validation_metrics_are_the_same_on_every_rank(ddp_run):
     ranks, _ = ddp_run
     assert ranks[0]["validate"] == ranks[1]["validate"]
@@ -129,9 +138,36 @@ def test_synced_validation_equals_a_single_process_validation_of_the_same_weight
         enable_progress_bar=False,
         num_sanity_val_steps=0,
     )
-    # 500 balanced test images split 250/250: no padding, so no image is counted twice.
+    # 499 test images split 250/249 in 4 and 3 batches: nothing padded, every image counted once
     (single,) = trainer.validate(module, datamodule=ddp_worker.make_datamodule(), verbose=False)
     for name in SYNCED:
         # counts are summed exactly; ECE's float32 confidence sums in another order
         tolerance = 1e-6 if name == "val/ece" else 0.0
         assert ranks[0]["validate"][name] == pytest.approx(float(single[name]), abs=tolerance), name
+
+
+def test_ghm_histogram_is_all_reduced_identical_on_every_rank_and_equal_to_one_process(tmp_path):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    worker = Path(__file__).with_name("ddp_ghm_worker.py")
+    result = subprocess.run(
+        [sys.executable, str(worker), str(tmp_path), port],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    ranks = [torch.load(tmp_path / f"ghm_rank{r}.pt", weights_only=True) for r in range(2)]
+    single = GHMCLoss(momentum=0.75, reduction="none")
+    for step, (logits, target) in enumerate(ghm.global_batches()):
+        single.train(step < ghm.STEPS)
+        expected = single(logits, target)
+        for r, rank in enumerate(ranks):
+            assert torch.equal(rank["ema"][step], single.ema_counts), (step, r)
+            rows = slice(r * ghm.HALF, (r + 1) * ghm.HALF)
+            if step < ghm.STEPS:  # training: β from the whole global batch's histogram
+                torch.testing.assert_close(rank["values"][step], expected[rows])
+    assert single.ema_counts.sum() > 0

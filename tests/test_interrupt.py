@@ -174,7 +174,8 @@ def test_ctrl_c_mid_step_stops_at_the_batch_end_and_ckpt_path_last_finishes_bit_
     last = capsys.readouterr().err.strip().splitlines()[-2]
     assert "ckpt_path" in last and str(Path("run", "digits_lt", "ce")) in last, last
     # The same method with another data seed does not continue this run...
-    other_seed = [*RUN, "--data.init_args.seed=3", "--run_name=seed3", "--trainer.max_epochs=1"]
+    # two epochs: RUN's DRS switches at epoch 1, which must lie inside the run
+    other_seed = [*RUN, "--data.init_args.seed=3", "--run_name=seed3", "--trainer.max_epochs=2"]
     with pytest.raises(SystemExit) as exit_info:
         main(["fit", "--config", str(CONFIG), *other_seed, "--ckpt_path=last"])
     assert exit_info.value.code == 2
@@ -183,7 +184,7 @@ def test_ctrl_c_mid_step_stops_at_the_batch_end_and_ckpt_path_last_finishes_bit_
     main(["fit", "--config", str(CONFIG), *other_seed])
     out = capsys.readouterr()
     assert "Restored" not in out.out + out.err
-    assert torch.load(tmp_path / METHOD_DIR / "seed3" / "checkpoints" / "last.ckpt")["epoch"] == 0
+    assert torch.load(tmp_path / METHOD_DIR / "seed3" / "checkpoints" / "last.ckpt")["epoch"] == 1
     assert sha256(tmp_path / INTERRUPTED) == digest
 
     rc, out, err = fit(tmp_path, CONFIG, "--ckpt_path=last")

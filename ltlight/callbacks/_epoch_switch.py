@@ -1,17 +1,13 @@
-"""The shared shape of ltlight's schedule callbacks: state applied as a function of the epoch."""
+"""The shared shape of ltlight's schedule callbacks: state applied as a function of the epoch.
 
-import numbers
+Epoch arguments are epochs or fractions of the run (:mod:`ltlight.schedule`).
+"""
 
 import lightning as L
 
+from ltlight.schedule import Epoch, check_before_end, check_epoch, resolve_epoch
 
-def check_epoch(name: str, value: int, minimum: int = 0, minimum_name: str | None = None) -> None:
-    """Raise ``ValueError`` unless ``value`` is an integer epoch ``>= minimum``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer epoch, got {value!r}")
-    if value < minimum:
-        bound = f"{minimum_name} ({minimum})" if minimum_name else str(minimum)
-        raise ValueError(f"{name} must be >= {bound}, got {value!r}")
+__all__ = ["Epoch", "EpochScheduleCallback", "check_epoch", "resolve_epoch"]
 
 
 class EpochScheduleCallback(L.Callback):
@@ -20,7 +16,25 @@ class EpochScheduleCallback(L.Callback):
     Lightning skips ``on_train_epoch_start`` when it resumes from a mid-epoch checkpoint; applying
     the state again in ``on_train_start`` makes a resumed run see exactly what an uninterrupted one
     saw. The state is a pure function of ``trainer.current_epoch``, so nothing needs saving.
+
+    Subclasses name their epoch arguments in ``epoch_arguments``; at ``setup("fit")`` each is
+    resolved against ``trainer.max_epochs`` into :attr:`epochs` (``name → epoch``), and one at or
+    after the end of training stops the run with an error naming both numbers.
     """
+
+    #: Constructor arguments that are epochs or fractions of the run.
+    epoch_arguments: tuple[str, ...] = ()
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        max_epochs = trainer.max_epochs
+        self.epochs: dict[str, int] = {}
+        for name in self.epoch_arguments:
+            value = getattr(self, name)
+            epoch = resolve_epoch(name, value, max_epochs)
+            check_before_end(type(self).__name__, name, value, epoch, max_epochs)
+            self.epochs[name] = epoch
 
     def apply(self, trainer: L.Trainer, pl_module: L.LightningModule, epoch: int) -> None:
         raise NotImplementedError

@@ -4,7 +4,7 @@
 
 import lightning as L
 
-from ltlight.callbacks._epoch_switch import EpochScheduleCallback, check_epoch
+from ltlight.callbacks._epoch_switch import Epoch, EpochScheduleCallback, check_epoch
 
 
 class DeferredResampling(EpochScheduleCallback):
@@ -14,10 +14,14 @@ class DeferredResampling(EpochScheduleCallback):
     (DDP-aware: every rank draws a disjoint shard of the balanced epoch).
 
     Args:
-        start_epoch: first epoch (counting from 0) sampled class-balanced, ``>= 0``.
+        start_epoch: first epoch (counting from 0) sampled class-balanced, ``>= 0``, or a
+            fraction of ``trainer.max_epochs`` in [0, 1]; the paper: 160 of 200, i.e. 0.8. It
+            must lie before the end of training.
     """
 
-    def __init__(self, start_epoch: int = 160) -> None:
+    epoch_arguments = ("start_epoch",)
+
+    def __init__(self, start_epoch: Epoch = 0.8) -> None:
         check_epoch("start_epoch", start_epoch)
         self.start_epoch = start_epoch
 
@@ -30,5 +34,5 @@ class DeferredResampling(EpochScheduleCallback):
                 "`class_balanced` flag (ltlight's datamodules have one); "
                 f"got {type(loader).__name__}"
             )
-        sampler.class_balanced = epoch >= self.start_epoch
+        sampler.class_balanced = epoch >= self.epochs["start_epoch"]
         pl_module.log("train/class_balanced", float(sampler.class_balanced), on_epoch=True)

@@ -11,7 +11,7 @@ reduction every :class:`~ltlight.losses.LongTailLoss` already applies, so this c
 import lightning as L
 import torch
 
-from ltlight.callbacks._epoch_switch import EpochScheduleCallback, check_epoch
+from ltlight.callbacks._epoch_switch import Epoch, EpochScheduleCallback, check_epoch
 from ltlight.losses import effective_number, inverse_frequency
 from ltlight.losses.base import check_range
 
@@ -22,8 +22,9 @@ class DeferredReweighting(EpochScheduleCallback):
     """Switch the loss to class re-weighting at ``start_epoch``.
 
     Args:
-        start_epoch: first epoch (counting from 0) trained with weights, ``>= 0``; the paper uses
-            160 of 200.
+        start_epoch: first epoch (counting from 0) trained with weights, ``>= 0``, or a fraction
+            of ``trainer.max_epochs`` in [0, 1]; the paper uses 160 of 200, i.e. 0.8. It must lie
+            before the end of training.
         weights: ``"effective_number"`` — ``(1−β)/(1−β^{n_j})`` (Cui et al., CVPR 2019; what the
             official code uses) — or ``"inverse_frequency"`` — ``1/n_j``.
         beta: β of the effective number, in ``(0, 1)``.
@@ -31,8 +32,10 @@ class DeferredReweighting(EpochScheduleCallback):
     Before ``start_epoch`` the loss keeps the weight it was built with (usually none).
     """
 
+    epoch_arguments = ("start_epoch",)
+
     def __init__(
-        self, start_epoch: int = 160, weights: str = "effective_number", beta: float = 0.9999
+        self, start_epoch: Epoch = 0.8, weights: str = "effective_number", beta: float = 0.9999
     ) -> None:
         check_epoch("start_epoch", start_epoch)
         if weights not in WEIGHTS:
@@ -45,6 +48,7 @@ class DeferredReweighting(EpochScheduleCallback):
         self._class_weight: torch.Tensor | None = None
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
         loss = getattr(pl_module, "loss", None)
         if loss is None or not hasattr(loss, "weight"):
             raise TypeError(
@@ -71,6 +75,6 @@ class DeferredReweighting(EpochScheduleCallback):
             self._class_weight = inverse_frequency(counts)
 
     def apply(self, trainer: L.Trainer, pl_module: L.LightningModule, epoch: int) -> None:
-        active = epoch >= self.start_epoch
+        active = epoch >= self.epochs["start_epoch"]
         pl_module.loss.weight = self._class_weight if active else self._initial_weight
         pl_module.log("train/reweighting", float(active), on_step=False, on_epoch=True)

@@ -7,7 +7,12 @@ import math
 
 import lightning as L
 
-from ltlight.callbacks._epoch_switch import EpochScheduleCallback, check_epoch
+from ltlight.callbacks._epoch_switch import (
+    Epoch,
+    EpochScheduleCallback,
+    check_epoch,
+    resolve_epoch,
+)
 from ltlight.losses.base import check_range
 
 MODES = ("linear", "cosine")
@@ -22,8 +27,10 @@ class TaiLrGammaSchedule(EpochScheduleCallback):
     Args:
         start_gamma: γ up to ``start_epoch``, in ``[0, 1]``.
         end_gamma: γ from ``end_epoch`` on, in ``[0, 1]``.
-        start_epoch: epoch where γ starts to move, ``>= 0``.
-        end_epoch: epoch where γ reaches ``end_gamma``, ``>= start_epoch``.
+        start_epoch: epoch where γ starts to move, ``>= 0``, or a fraction of
+            ``trainer.max_epochs`` in [0, 1].
+        end_epoch: epoch (or fraction) where γ reaches ``end_gamma``, ``>= start_epoch``; both
+            must lie before the end of training.
         mode: ``"linear"`` or ``"cosine"``.
     """
 
@@ -31,8 +38,8 @@ class TaiLrGammaSchedule(EpochScheduleCallback):
         self,
         start_gamma: float = 0.0,
         end_gamma: float = 0.5,
-        start_epoch: int = 0,
-        end_epoch: int = 100,
+        start_epoch: Epoch = 0,
+        end_epoch: Epoch = 0.9,
         mode: str = "linear",
     ) -> None:
         for name, value in (("start_gamma", start_gamma), ("end_gamma", end_gamma)):
@@ -47,16 +54,26 @@ class TaiLrGammaSchedule(EpochScheduleCallback):
         self.end_epoch = end_epoch
         self.mode = mode
 
-    def gamma_at(self, epoch: int) -> float:
-        """γ used during ``epoch``."""
-        span = self.end_epoch - self.start_epoch
-        progress = 1.0 if span == 0 else (epoch - self.start_epoch) / span
+    epoch_arguments = ("start_epoch", "end_epoch")
+
+    def gamma_at(self, epoch: int, max_epochs: int | None = None) -> float:
+        """γ used during ``epoch``; fractions are of ``max_epochs`` (default: the fit's)."""
+        if max_epochs is not None or not hasattr(self, "epochs"):
+            start = resolve_epoch("start_epoch", self.start_epoch, max_epochs)
+            end = resolve_epoch("end_epoch", self.end_epoch, max_epochs)
+        else:
+            start, end = self.epochs["start_epoch"], self.epochs["end_epoch"]
+        if end < start:
+            raise ValueError(f"end_epoch ({end}) must be >= start_epoch ({start}) once resolved")
+        span = end - start
+        progress = 1.0 if span == 0 else (epoch - start) / span
         progress = min(max(progress, 0.0), 1.0)
         if self.mode == "cosine":
             progress = (1.0 - math.cos(math.pi * progress)) / 2.0
         return self.start_gamma + (self.end_gamma - self.start_gamma) * progress
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
         if not hasattr(getattr(pl_module, "loss", None), "gamma"):
             raise TypeError(
                 f"TaiLrGammaSchedule sets `module.loss.gamma`, but "

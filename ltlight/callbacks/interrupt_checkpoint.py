@@ -37,6 +37,8 @@ from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
+from ltlight._lightning_internals import stop_as_on_sigterm
+
 
 class InterruptCheckpoint(Checkpoint):
     """Save ``<dirpath>/<filename>.ckpt`` when SIGTERM or Ctrl-C stops training.
@@ -83,8 +85,9 @@ class InterruptCheckpoint(Checkpoint):
             self._sigint_installed = True
 
     def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
-        on_sigterm = signal.getsignal(signal.SIGTERM)
-        if self._sigint_pressed or not callable(on_sigterm):
+        # Lightning's SIGTERM handler sets the flag its loops check and, under DDP, passes the
+        # stop to the other processes (see ltlight._lightning_internals).
+        if self._sigint_pressed or not stop_as_on_sigterm(frame):
             self._restore_sigint()
             raise KeyboardInterrupt
         self._sigint_pressed = True
@@ -92,10 +95,6 @@ class InterruptCheckpoint(Checkpoint):
             "\nCtrl-C: finishing this batch, then saving a checkpoint to "
             f"{self.ckpt_path} (press Ctrl-C again to stop at once)"
         )
-        # Lightning's SIGTERM handler sets the flag its loops check and, under DDP, passes the
-        # stop to the other processes. Called with SIGTERM's number so that the DDP launcher
-        # forwards SIGTERM, not a second Ctrl-C, to its child processes.
-        on_sigterm(signal.SIGTERM, frame)
 
     def _restore_sigint(self) -> None:
         if self._sigint_installed and threading.current_thread() is threading.main_thread():

@@ -146,13 +146,15 @@ class PerClassReport(L.Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str, draw: bool
     ) -> None:
         metrics = self._metrics(pl_module, stage)
-        if metrics.update_count == 0:
-            return
-        # Every rank: compute() is a collective (DDP all-reduce) even though only rank 0 draws.
+        # Every rank, whether or not it saw a batch: compute() is a collective (DDP all-gather)
+        # that every other rank enters, even though only rank 0 draws. Whether there is anything
+        # to report is then decided from the synced counts, identically everywhere.
         computed = metrics.compute()
         if not trainer.is_global_zero:
             return
         results = {key: value.detach().cpu() for key, value in computed.items()}
+        if int(results["bin_count"].sum()) == 0:
+            return
         self._last[stage] = (results, self._epoch(trainer))
         if draw and self.figures and trainer.loggers:
             self._log_figures(trainer, pl_module, stage, results)

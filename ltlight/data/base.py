@@ -28,6 +28,7 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch import Tensor
 
+from ltlight._lightning_internals import processed_batches_in_epoch
 from ltlight.data.device_loader import DeviceDataLoader
 from ltlight.data.profiles import (
     check_imbalance_ratio,
@@ -216,7 +217,7 @@ class LongTailDataModule(LightningDataModule):
         )
         if split == "train" and trainer is not None:
             # Where Lightning resumes: the batches of this epoch whose optimiser step is done.
-            loader.progress = lambda: trainer.fit_loop.epoch_loop.batch_progress.current.processed
+            loader.progress = lambda: processed_batches_in_epoch(trainer)
         return loader
 
     def _split_on(self, split: str, device: torch.device) -> tuple[Tensor, Tensor]:

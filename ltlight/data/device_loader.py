@@ -53,9 +53,13 @@ class EpochSampler:
 
     Shuffled order: ``torch.randperm(N)`` from ``(seed, epoch)``; class-balanced order: ``N``
     draws, each a uniformly random class then a uniformly random image of it (with replacement,
-    as the class-balanced sampler of the LDAM-DRW code); unshuffled order: ``0 … N−1``. The order
-    is padded by repeating its start to a multiple of ``world_size`` and rank ``r`` takes
-    positions ``r, r + world_size, …`` — exactly ``torch.utils.data.DistributedSampler``.
+    as the class-balanced sampler of the LDAM-DRW code); unshuffled order: ``0 … N−1``. Rank ``r``
+    takes positions ``r, r + world_size, …``. For training (``pad``) the order is first padded by
+    repeating its start to a multiple of ``world_size`` — exactly
+    ``torch.utils.data.DistributedSampler`` — so every rank takes as many optimiser steps, as DDP
+    needs. For evaluation it is not: the shards may differ by one image, and every image is
+    counted exactly once (Lightning's logging and torchmetrics sum over ranks whatever the
+    number of batches each had).
 
     Args:
         labels: ``(N,)`` class indices (any device; kept on the CPU here).
@@ -63,10 +67,17 @@ class EpochSampler:
         seed: the user seed.
         rank: this process's global rank in ``[0, world_size)``.
         world_size: number of processes, ≥ 1.
+        pad: equal shards by repetition; ``None``: when shuffling (training), not otherwise.
     """
 
     def __init__(
-        self, labels: Tensor, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1
+        self,
+        labels: Tensor,
+        shuffle: bool,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        pad: bool | None = None,
     ) -> None:
         if world_size < 1:
             raise ValueError(f"world_size must be >= 1, got {world_size}")
@@ -81,7 +92,10 @@ class EpochSampler:
         self.world_size = world_size
         self.epoch = 0
         self.class_balanced = False
-        self.num_samples = math.ceil(len(self.labels) / world_size)
+        self.pad = shuffle if pad is None else pad
+        n = len(self.labels)
+        # padded: ceil(N / W) each; unpadded: the positions r, r + W, ... below N
+        self.num_samples = math.ceil((n if self.pad else n - rank) / world_size)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -107,8 +121,10 @@ class EpochSampler:
         return by_class[class_start[classes] + offsets]
 
     def indices(self, epoch: int | None = None) -> Tensor:
-        """This rank's indices for the epoch: a disjoint shard of the padded global order."""
+        """This rank's indices for the epoch: a disjoint shard of the (padded) global order."""
         order = self.global_order(epoch)
+        if not self.pad:
+            return order[self.rank :: self.world_size]
         total = self.num_samples * self.world_size
         if total > len(order):  # pad like DistributedSampler, so every rank has as many batches
             repeats = math.ceil(total / len(order))

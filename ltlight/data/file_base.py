@@ -28,6 +28,7 @@ from typing import ClassVar
 import torch
 from lightning.pytorch import LightningDataModule
 
+from ltlight._lightning_internals import processed_batches_in_epoch
 from ltlight.data.file_loader import FileDataLoader
 from ltlight.data.image_files import ImageFileDataset, missing_files
 from ltlight.data.image_list import ImageList, check_labels
@@ -249,6 +250,14 @@ class FileLongTailDataModule(LightningDataModule):
     def predict_dataloader(self) -> FileDataLoader:
         return self._loader("test", self.eval_batch_size or self.batch_size)
 
+    def make_dataset(
+        self, images: ImageList, train: bool, size: int, resize: int, skip_bad_images: bool
+    ) -> ImageFileDataset:
+        """The dataset a loader decodes from (a subclass may read the images from elsewhere)."""
+        return ImageFileDataset(
+            images, train=train, size=size, resize=resize, skip_bad_images=skip_bad_images
+        )
+
     def _loader(self, split: str, batch_size: int, shuffle: bool = False) -> FileDataLoader:
         images = self.splits[split]
         if images is None:
@@ -259,7 +268,7 @@ class FileLongTailDataModule(LightningDataModule):
         device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
         rank, world_size = (0, 1) if trainer is None else (trainer.global_rank, trainer.world_size)
         train = split == "train" and self.augment
-        dataset = ImageFileDataset(
+        dataset = self.make_dataset(
             images,
             train=train,
             size=self.image_size,
@@ -282,5 +291,5 @@ class FileLongTailDataModule(LightningDataModule):
         )
         if split == "train" and trainer is not None:
             # Where Lightning resumes: the batches of this epoch whose optimiser step is done.
-            loader.progress = lambda: trainer.fit_loop.epoch_loop.batch_progress.current.processed
+            loader.progress = lambda: processed_batches_in_epoch(trainer)
         return loader

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ltlight.distributed import is_distributed
 from ltlight.losses.base import LongTailLoss, check_range, dense_target, float_logits
 
 
@@ -22,15 +23,6 @@ def _count_per_bin(bin_of_element: Tensor, bins: int) -> tuple[Tensor, Tensor]:
     index = bin_of_element.long()
     counts = torch.zeros(bins, dtype=torch.int64, device=index.device)
     return index, counts.scatter_add_(0, index, torch.ones_like(index))
-
-
-def _distributed() -> bool:
-    """Whether this process is one of several in a ``torch.distributed`` job."""
-    return (
-        torch.distributed.is_available()
-        and torch.distributed.is_initialized()
-        and torch.distributed.get_world_size() > 1
-    )
 
 
 def _float32_floor_is_exact(bins: int) -> bool:
@@ -149,7 +141,7 @@ class GHMCLoss(LongTailLoss):
         if kept is not None:
             index = index.clamp_max_(bins - 1)  # their β is dropped by the reduction
         counts = counts[:bins].to(g.dtype)
-        if self.training and _distributed():
+        if self.training and is_distributed():
             torch.distributed.all_reduce(counts)
         tot = counts.sum()
 

@@ -47,7 +47,7 @@ class LabelAwareSmoothingLoss(LongTailLoss):
         >>> import torch
         >>> loss = LabelAwareSmoothingLoss(class_counts=[100, 10, 1])
         >>> [round(e, 3) for e in loss.smoothing.tolist()]
-        [0.4, 0.142, 0.1]
+        [0.4, 0.143, 0.1]
     """
 
     requires_class_counts = True

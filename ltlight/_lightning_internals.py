@@ -1,0 +1,72 @@
+"""Every place ltlight relies on private or version-specific Lightning / torchmetrics behaviour.
+
+Public APIs are used everywhere else. What is here has no public counterpart in the tested
+versions; each function states its assumption, and ``tests/test_lightning_internals.py`` checks
+each one against the installed packages, so an upgrade that changes one fails one named test
+instead of a training run. Tested versions: :data:`TESTED_LIGHTNING` and
+:data:`TESTED_TORCHMETRICS` (also in ``pyproject.toml`` and the README).
+
+Outside this module, ``ltlight/cli.py`` overrides two LightningCLI hooks that are not public API
+(``_parse_ckpt_path`` and ``SaveConfigCallback``'s ``setup``/``already_saved``); being method
+overrides they stay there, and ``tests/test_lightning_internals.py`` checks those assumptions too.
+"""
+
+import signal
+from collections.abc import Callable
+from types import FrameType
+
+import lightning as L
+from torchmetrics import Metric
+
+#: The Lightning minor versions CI runs (``lightning>=2.6,<2.7`` in pyproject.toml).
+TESTED_LIGHTNING = "2.6"
+#: The torchmetrics minor versions CI runs (``torchmetrics>=1.9,<1.10``).
+TESTED_TORCHMETRICS = "1.9"
+
+
+def hyperparameters_given_by_cli() -> bool:
+    """Whether LightningCLI is instantiating the module now.
+
+    Assumption: LightningCLI sets the context variable
+    ``lightning.pytorch.core.mixins.hparams_mixin._given_hyperparameters`` to the primitive
+    arguments (class paths and init args) while it calls the module's constructor, and
+    ``save_hyperparameters`` then records those instead of the objects.
+    """
+    from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
+
+    return _given_hyperparameters.get() is not None
+
+
+def processed_batches_in_epoch(trainer: L.Trainer) -> int:
+    """The training batches of the current epoch whose optimiser step is done.
+
+    Assumption: ``trainer.fit_loop.epoch_loop.batch_progress.current.processed`` counts them,
+    and it is what Lightning saves and resumes at (a batch handed out but not trained on when a
+    checkpoint is saved is run again on resume).
+    """
+    return int(trainer.fit_loop.epoch_loop.batch_progress.current.processed)
+
+
+def forget_computed(metric: Metric) -> None:
+    """Drop a torchmetrics ``Metric``'s cached ``compute()`` result (the states stay).
+
+    Assumption: with ``compute_with_cache`` (the default) the result is cached in
+    ``metric._computed`` until ``update`` or ``reset``, and ``None`` there means "not computed".
+    """
+    metric._computed = None
+
+
+def stop_as_on_sigterm(frame: FrameType | None) -> bool:
+    """Ask a running ``trainer.fit`` to stop at the end of the batch, as SIGTERM does.
+
+    Assumption: during ``fit`` Lightning's signal connector has installed a callable SIGTERM
+    handler that sets ``trainer.received_sigterm`` (checked by the loops after each batch) and,
+    in the DDP launcher's process, forwards the signal to the other processes. Returns ``False``
+    (and does nothing) when no callable handler is installed.
+    """
+    handler: Callable | int | None = signal.getsignal(signal.SIGTERM)
+    if not callable(handler):
+        return False
+    # With SIGTERM's number, so that the DDP launcher forwards SIGTERM to its children.
+    handler(signal.SIGTERM, frame)
+    return True

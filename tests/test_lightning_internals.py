@@ -1,0 +1,163 @@
+"""One test per assumption ltlight makes about private Lightning / torchmetrics behaviour.
+
+Everything private lives in ``ltlight/_lightning_internals.py`` (and two LightningCLI overrides in
+``ltlight/cli.py``); an upgrade that changes one of these fails exactly one test here.
+"""
+
+import re
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+import torchmetrics
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from ltlight import LongTailModule, _lightning_internals
+from ltlight.cli import LongTailCLI
+from ltlight.data import DigitsLTDataModule
+from ltlight.metrics import LongTailMetrics
+from ltlight.models import DigitsNet
+
+ROOT = Path(__file__).resolve().parents[1]
+#: Private state that only ltlight/_lightning_internals.py may touch.
+PRIVATE = [
+    r"_given_hyperparameters",
+    r"\.fit_loop\b",
+    r"batch_progress",
+    r"\._computed\b",
+    r"\._trainer\b",
+    r"getsignal\(signal\.SIGTERM\)",
+    r"_signal_connector",
+]
+
+
+def test_private_state_is_reached_only_from_the_internals_module():
+    offenders = []
+    for path in sorted((ROOT / "ltlight").rglob("*.py")):
+        if path.name == "_lightning_internals.py":
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if any(re.search(pattern, line) for pattern in PRIVATE):
+                offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert not offenders, "\n".join(offenders)
+
+
+def test_declared_versions_are_the_installed_ones():
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    lightning_minor = _lightning_internals.TESTED_LIGHTNING
+    metrics_minor = _lightning_internals.TESTED_TORCHMETRICS
+    assert L.__version__.startswith(lightning_minor + ".")
+    assert torchmetrics.__version__.startswith(metrics_minor + ".")
+    major, minor = lightning_minor.split(".")
+    assert f'"lightning>={lightning_minor},<{major}.{int(minor) + 1}"' in pyproject
+    major, minor = metrics_minor.split(".")
+    assert f'"torchmetrics>={metrics_minor},<{major}.{int(minor) + 1}"' in pyproject
+    readme = (ROOT / "README.md").read_text()
+    assert f"Lightning {lightning_minor}" in readme and f"torchmetrics {metrics_minor}" in readme
+
+
+# -- one test per assumption ------------------------------------------------------------------
+
+
+def test_lightning_cli_marks_the_hyperparameters_it_gives(tmp_path):
+    assert not _lightning_internals.hyperparameters_given_by_cli()
+    config = ROOT / "configs" / "digits_lt" / "ce.yaml"
+    cli = LongTailCLI(
+        args=["--config", str(config), f"--trainer.default_root_dir={tmp_path}"],
+        run=False,
+    )
+    # recorded as the CLI gave them (class paths), which only happens when the flag was seen
+    assert cli.model.hparams["backbone"]["class_path"] == "ltlight.models.DigitsNet"
+    assert "loss" in cli.model.hparams
+    assert not _lightning_internals.hyperparameters_given_by_cli()
+
+
+class ProgressProbe(L.Callback):
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, int, int]] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.start = _lightning_internals.processed_batches_in_epoch(trainer)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        done = _lightning_internals.processed_batches_in_epoch(trainer)
+        self.seen.append((batch_idx, self.start, done))
+
+
+def test_fit_loop_counts_the_processed_batches_of_the_epoch():
+    probe = ProgressProbe()
+    trainer = L.Trainer(
+        max_epochs=2,
+        limit_train_batches=3,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        callbacks=[probe],
+    )
+    trainer.fit(LongTailModule(DigitsNet()), datamodule=DigitsLTDataModule(batch_size=16))
+    # before a batch: the batches done so far; after its step: one more; restarting each epoch
+    assert probe.seen == [(i, i, i + 1) for i in range(3)] * 2
+
+
+def test_torchmetrics_caches_compute_until_forgotten():
+    metric = LongTailMetrics(3)
+    metric.update(torch.eye(3)[[0, 1, 2, 2]], torch.tensor([0, 1, 1, 2]))
+    first = metric.compute()
+    assert metric.compute() is first  # cached
+    _lightning_internals.forget_computed(metric)
+    again = metric.compute()
+    assert again is not first
+    torch.testing.assert_close(again["error"], first["error"])  # the states stayed
+
+
+class SigtermAt(L.Callback):
+    def __init__(self, step: int) -> None:
+        self.step = step
+        self.handled: bool | None = None
+        self.steps_after = 0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            self.handled = _lightning_internals.stop_as_on_sigterm(None)
+        elif self.handled:
+            self.steps_after += 1
+
+
+def test_lightning_sigterm_handler_stops_fit_at_the_batch_end():
+    probe = SigtermAt(step=2)
+    trainer = L.Trainer(
+        max_epochs=3,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        callbacks=[probe],
+    )
+    with pytest.raises(SIGTERMException):
+        trainer.fit(LongTailModule(DigitsNet()), datamodule=DigitsLTDataModule(batch_size=16))
+    assert probe.handled is True
+    assert trainer.global_step == 3 and probe.steps_after == 0  # the batch finished, no other
+    assert trainer.received_sigterm
+
+
+def test_lightning_cli_has_the_hooks_ltlight_overrides(tmp_path):
+    # ltlight/cli.py overrides LightningCLI._parse_ckpt_path (called while parsing) and relies on
+    # SaveConfigCallback's parser, config and already_saved attributes.
+    assert callable(getattr(LightningCLI, "_parse_ckpt_path", None))
+    assert callable(getattr(LightningCLI, "_parser", None))
+    called = []
+
+    class Probe(LongTailCLI):
+        def _parse_ckpt_path(self) -> None:
+            called.append(True)
+            super()._parse_ckpt_path()
+
+    config = ROOT / "configs" / "digits_lt" / "ce.yaml"
+    Probe(args=["--config", str(config), f"--trainer.default_root_dir={tmp_path}"], run=False)
+    assert called == [True]
+    callback = SaveConfigCallback(parser=None, config=None)
+    assert callback.already_saved is False
+    assert {"parser", "config"} <= set(vars(callback))
