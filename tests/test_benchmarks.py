@@ -78,3 +78,20 @@ def test_accuracy_digits_table(tmp_path, capsys):
     assert "| ratio | method |" in (tmp_path / "r.md").read_text()
     assert "forward 50" in printed and "ce + LA(q), q known" in printed
     assert figure.stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_data_files_table_prints_both_pipelines_and_their_ratio(tmp_path):
+    done = subprocess.run(
+        [
+            sys.executable, str(BENCHMARKS / "data.py"), "--files", "--images", "40",
+            "--epochs", "1", "--file-batch-size", "8", "--workers", "1",
+            "--jpeg-dir", str(tmp_path / "jpegs"),
+        ],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ")][1:]
+    assert [row.split("|")[1].split()[0] for row in rows] == ["torchvision", "ltlight"]
+    assert rows[0].split("|")[3].strip() == "1.00×"
+    assert len(list((tmp_path / "jpegs").rglob("*.jpg"))) == 40

@@ -13,7 +13,7 @@ from fake_datasets import code_colour, read_code, write_image_folder, write_jpeg
 from PIL import Image
 
 from ltlight.data import FileDataLoader, ImageFolderLTDataModule
-from ltlight.data.augment import color_jitter, color_jitter_with
+from ltlight.data.color_jitter import color_jitter, color_jitter_with
 from ltlight.data.device_loader import EpochSampler
 from ltlight.data.image_files import (
     ImageFileDataset,
@@ -106,18 +106,44 @@ def test_reduced_size_decoding_of_a_large_crop_stays_close_to_the_full_decode(tm
 
 
 # -- the batch colour jitter against torchvision ---------------------------------------------
-def test_color_jitter_equals_torchvisions_adjustments_per_image_in_its_order():
-    generator = torch.Generator().manual_seed(0)
-    images = torch.rand(6, 3, 8, 8, generator=generator, dtype=torch.float64)
+def jitter_case(low, high, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.rand(6, 3, 8, 8, generator=generator, dtype=torch.float64) * (high - low) + low
     factors = torch.rand(6, 3, generator=generator, dtype=torch.float64) * 0.8 + 0.6
     order = torch.stack([torch.randperm(3, generator=generator) for _ in range(6)])
-    ours = color_jitter_with(images, factors, order)
-    adjust = [TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation]
+    return images, factors, order
+
+
+ADJUST = [TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation]
+
+
+def test_color_jitter_equals_torchvisions_adjustments_per_image_in_its_order():
+    # Mid-range colours and factors in [0.6, 1.4]: no operation leaves [0, 1], so torchvision's
+    # clamps after each operation change nothing and the fused map must agree exactly.
+    images, factors, order = jitter_case(0.3, 0.6)
+    ours = color_jitter_with(images, factors, order, maximum=1.0)
     for b in range(6):
         expected = images[b]
         for operation in order[b].tolist():
-            expected = adjust[operation](expected, float(factors[b, operation]))
-        torch.testing.assert_close(ours[b], expected, rtol=0, atol=1e-12)
+            expected = ADJUST[operation](expected, float(factors[b, operation]))
+        torch.testing.assert_close(ours[b].double(), expected, rtol=0, atol=1e-6)
+
+
+def test_color_jitter_clamps_once_at_the_end():
+    images, factors, order = jitter_case(0.0, 1.0, seed=1)
+    ours = color_jitter_with(images * 255, factors, order)
+    grey = torch.tensor([0.2989, 0.587, 0.114], dtype=torch.float64).view(3, 1, 1)
+    for b in range(6):
+        x = images[b] * 255
+        for operation in order[b].tolist():
+            f = float(factors[b, operation])
+            if operation == 0:
+                x = f * x
+            elif operation == 1:
+                x = f * x + (1 - f) * (x * grey).sum(0).mean()
+            else:
+                x = f * x + (1 - f) * (x * grey).sum(0, keepdim=True)
+        torch.testing.assert_close(ours[b].double(), x.clamp(0, 255), rtol=0, atol=1e-3)
 
 
 def test_color_jitter_draws_factors_in_range_and_is_a_function_of_the_seed():
@@ -208,9 +234,9 @@ def test_state_dict_resumes_mid_epoch_with_the_remaining_batches(folder):
 
 
 def test_decoding_batches_on_the_device_matches_decoding_in_workers(folder):
-    in_worker = make_loader(folder, seed=6, jitter=0.4)
+    in_worker = make_loader(folder, seed=6)
     in_worker.dataset.draft = False
-    on_device = make_loader(folder, seed=6, jitter=0.4, decode_on_device=True)
+    on_device = make_loader(folder, seed=6, decode_on_device=True)
     for (a, y), (b, z) in zip(batches(in_worker, 0), batches(on_device, 0), strict=True):
         assert torch.equal(y, z)
         assert (a - b).abs().max() * 0.25 * 255 <= 2.0  # libjpeg through Pillow vs torchvision

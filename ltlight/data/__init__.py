@@ -18,6 +18,7 @@ from ltlight.data.profiles import (
     long_tail_indices,
     validation_indices,
 )
+from ltlight.data.streaming import StreamingLTDataModule
 
 __all__ = [
     "PROFILES",
@@ -36,6 +37,7 @@ __all__ = [
     "LongTailDataModule",
     "Normalize",
     "PlacesLTDataModule",
+    "StreamingLTDataModule",
     "crop_flip",
     "long_tail_counts",
     "long_tail_indices",

@@ -250,6 +250,14 @@ class FileLongTailDataModule(LightningDataModule):
     def predict_dataloader(self) -> FileDataLoader:
         return self._loader("test", self.eval_batch_size or self.batch_size)
 
+    def make_dataset(
+        self, images: ImageList, train: bool, size: int, resize: int, skip_bad_images: bool
+    ) -> ImageFileDataset:
+        """The dataset a loader decodes from (a subclass may read the images from elsewhere)."""
+        return ImageFileDataset(
+            images, train=train, size=size, resize=resize, skip_bad_images=skip_bad_images
+        )
+
     def _loader(self, split: str, batch_size: int, shuffle: bool = False) -> FileDataLoader:
         images = self.splits[split]
         if images is None:
@@ -260,7 +268,7 @@ class FileLongTailDataModule(LightningDataModule):
         device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
         rank, world_size = (0, 1) if trainer is None else (trainer.global_rank, trainer.world_size)
         train = split == "train" and self.augment
-        dataset = ImageFileDataset(
+        dataset = self.make_dataset(
             images,
             train=train,
             size=self.image_size,

@@ -30,7 +30,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from ltlight.data.augment import Normalize, color_jitter
+from ltlight.data.augment import Normalize
+from ltlight.data.color_jitter import color_jitter
 from ltlight.data.device_loader import EpochSampler, derive_seed
 from ltlight.data.image_files import ImageFileDataset, collate, decode_batch_on_device
 
@@ -121,9 +122,14 @@ class FileDataLoader:
             raise ValueError(f"color_jitter must be >= 0, got {color_jitter}")
         self.dataset = dataset
         self.dataset.decode_in_worker = not decode_on_device
+        self.device = torch.device(device)
+        # On the CPU each worker jitters its own crops (no big float batch to allocate and pass
+        # over in this process, which competes with the workers for the same cores); on a GPU
+        # the batch is jittered there at once.
+        in_worker = self.device.type == "cpu" and not decode_on_device
+        self.dataset.color_jitter = float(color_jitter) if in_worker else 0.0
         self.batch_size = batch_size
         self.color_jitter = float(color_jitter)
-        self.device = torch.device(device)
         self.decode_on_device = decode_on_device
         self.normalize = Normalize(mean, std, device=self.device)
         self.sampler = EpochSampler(
@@ -144,6 +150,7 @@ class FileDataLoader:
             generator=torch.Generator().manual_seed(derive_seed(seed, _SAMPLE_STREAM)),
         )
         self.skipped: list[str] = []
+        self._scratch: Tensor | None = None
         self._epoch = 0
         self._batches_yielded = 0
         self._resume: tuple[int, int] | None = None
@@ -175,7 +182,7 @@ class FileDataLoader:
         if start >= len(self):
             return
         self._batches.epoch, self._batches.start = epoch, start
-        jitter = self.color_jitter > 0 and self.dataset.train
+        jitter = self.color_jitter > 0 and self.dataset.train and not self.dataset.color_jitter
         generator = torch.Generator(device=self.device) if jitter else None
         for batch_index, (images, labels, bad) in enumerate(self.loader, start):
             if bad:
@@ -191,9 +198,22 @@ class FileDataLoader:
                         self.sampler.seed, _JITTER_STREAM, epoch, self.sampler.rank, batch_index
                     )
                 )
-                images = color_jitter(images, self.color_jitter, generator)
+                jittered = color_jitter(self._as_float(images), self.color_jitter, generator)
+                batch = jittered.mul_(self.normalize.scale).add_(self.normalize.shift)
+            else:
+                batch = self.normalize(images)
             self._batches_yielded = batch_index + 1
-            yield self.normalize(images), labels
+            yield batch, labels
+
+    def _as_float(self, images: Tensor) -> Tensor:
+        """``images`` as float32 in a buffer reused from batch to batch.
+
+        A fresh float batch of 224² images is ~40 MB: on the CPU every such allocation is a new
+        ``mmap`` whose pages fault in one by one, which costs more than the jitter itself.
+        """
+        if self._scratch is None or self._scratch.shape != images.shape:
+            self._scratch = torch.empty(images.shape, dtype=torch.float32, device=self.device)
+        return self._scratch.copy_(images)
 
     def _report_skipped(self, paths: list[str]) -> None:
         new = [path for path in paths if path not in self.skipped]

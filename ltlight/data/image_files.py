@@ -2,9 +2,10 @@
 
 Training images get the recipe of Kang et al. (ICLR 2020) and the ImageNet-LT papers:
 ``RandomResizedCrop(224)`` (scale (0.08, 1), ratio (3/4, 4/3)) and a horizontal flip;
-evaluation images ``Resize(256)`` (shorter side) + ``CenterCrop(224)``. Colour jitter,
-normalisation and the float conversion run later, on the whole batch on the training device
-(:func:`ltlight.data.augment.color_jitter`), so workers hand over small uint8 crops.
+evaluation images ``Resize(256)`` (shorter side) + ``CenterCrop(224)``. Colour jitter
+(:mod:`ltlight.data.color_jitter`) runs here too when training on the CPU — one affine map per
+image on its crop, cheap next to decoding — and on the whole batch on the GPU otherwise; workers
+hand over uint8 crops, and normalisation and the float conversion run on the training device.
 
 JPEG decoding is where the time goes. On the CPU, Pillow (libjpeg-turbo) decodes with ``draft``:
 libjpeg scales the DCT by 1/2, 1/4 or 1/8 while decoding when the crop still keeps at least the
@@ -31,6 +32,7 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from ltlight.data.color_jitter import color_jitter
 from ltlight.data.image_list import ImageList
 
 #: RandomResizedCrop's defaults (torchvision, and every ImageNet-LT recipe).
@@ -95,6 +97,8 @@ class ImageFileDataset(Dataset):
         size: output side, 224 in the recipes.
         resize: the evaluation resize of the shorter side, 256 in the recipes.
         draft: let libjpeg decode at 1/2, 1/4 or 1/8 scale when the crop keeps ≥ ``size`` pixels.
+        color_jitter: strength of the per-image colour jitter applied here (training only; 0: the
+            loader jitters the batch on the device instead, or not at all).
         decode_in_worker: decode here (``True``) or return the file's bytes and the crop box for
             :func:`decode_batch_on_device` (``False``).
         skip_bad_images: return ``None`` as the image of a file that is missing or does not decode
@@ -110,6 +114,7 @@ class ImageFileDataset(Dataset):
         draft: bool = True,
         decode_in_worker: bool = True,
         skip_bad_images: bool = False,
+        color_jitter: float = 0.0,
     ) -> None:
         self.images = images
         self.labels = images.labels
@@ -119,6 +124,7 @@ class ImageFileDataset(Dataset):
         self.draft = draft
         self.decode_in_worker = decode_in_worker
         self.skip_bad_images = skip_bad_images
+        self.color_jitter = color_jitter
 
     def __len__(self) -> int:
         return len(self.images)
@@ -128,8 +134,7 @@ class ImageFileDataset(Dataset):
         path = self.images.full_path(index)
         label = int(self.labels[index])
         try:
-            with open(path, "rb") as f:
-                data = f.read()
+            data = self.read_bytes(index)
             image = Image.open(io.BytesIO(data))
             height, width = image.height, image.width
         except (OSError, UnidentifiedImageError) as error:
@@ -143,9 +148,18 @@ class ImageFileDataset(Dataset):
         if not self.decode_in_worker:
             return (torch.frombuffer(bytearray(data), dtype=torch.uint8), box, flip), label, path
         try:
-            return self._decode_crop(image, box, flip), label, path
+            crop = self._decode_crop(image, box, flip)
         except (OSError, ValueError) as error:
             return self._bad(path, label, error)
+        if self.train and self.color_jitter > 0:
+            jittered = color_jitter(crop.unsqueeze(0), self.color_jitter, generator)
+            crop = jittered.round_().to(torch.uint8).squeeze(0)
+        return crop, label, path
+
+    def read_bytes(self, index: int) -> bytes:
+        """The encoded image of sample ``index`` (a subclass may read it from elsewhere)."""
+        with open(self.images.full_path(index), "rb") as f:
+            return f.read()
 
     def _decode_crop(
         self, image: Image.Image, box: tuple[int, int, int, int], flip: bool
@@ -159,17 +173,13 @@ class ImageFileDataset(Dataset):
                 (math.ceil(full_width * self.size / w), math.ceil(full_height * self.size / h)),
             )
         scale_x, scale_y = image.size[0] / full_width, image.size[1] / full_height
-        array = np.array(image.convert("RGB"))  # a writable copy: torch refuses read-only memory
-        pixels = torch.from_numpy(array).permute(2, 0, 1)  # CHW view of HWC: channels-last
-        crop = TF.resized_crop(
-            pixels,
-            round(top * scale_y),
-            round(left * scale_x),
-            max(1, round(h * scale_y)),
-            max(1, round(w * scale_x)),
-            [self.size, self.size],
-            antialias=True,
-        )
+        top, left = round(top * scale_y), round(left * scale_x)
+        h, w = max(1, round(h * scale_y)), max(1, round(w * scale_x))
+        if image.mode != "RGB":
+            image = image.convert("RGB")
+        region = image.crop((left, top, left + w, top + h))  # decodes, copies only the crop
+        pixels = torch.from_numpy(np.array(region)).permute(2, 0, 1)  # CHW view, channels-last
+        crop = TF.resize(pixels, [self.size, self.size], antialias=True)
         return crop.flip(-1).contiguous() if flip else crop.contiguous()
 
     def _bad(self, path: str, label: int, error: BaseException) -> tuple[None, int, str]:
