@@ -396,9 +396,8 @@ def main(argv: list[str] | None = None) -> int:
                     if not needed:
                         continue
                     wall = time.perf_counter() - start
-                    rows = posthoc_rows(cli, method, method in POSTHOC)
                     extra_fields: dict = {}
-                    if method == "ce":
+                    if method == "ce":  # before posthoc_rows, whose τ-norm rewrites the classifier
                         from ltlight.prior_shift import shifted_priors
 
                         priors = shifted_priors(cli.model.class_counts)
@@ -406,6 +405,7 @@ def main(argv: list[str] | None = None) -> int:
                             "priors": priors,
                             "prior_shift": prior_shift_rows(cli, method, priors),
                         }
+                    rows = posthoc_rows(cli, method, method in POSTHOC)
                     for index, (name, metrics) in enumerate(rows):
                         row = {**metrics, "method": name, "ratio": ratio, "seed": seed}
                         if index == 0:
