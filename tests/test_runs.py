@@ -23,8 +23,8 @@ from ltlight import LongTailModule
 from ltlight.callbacks import PredictionWriter
 from ltlight.checkpoint_file import read_checkpoint
 from ltlight.cli import main
-from ltlight.data import DigitsLTDataModule
-from ltlight.models import DigitsNet
+from ltlight.data import DigitsLTDataModule, ImageFolderLTDataModule
+from ltlight.models import DigitsNet, resnet32
 from ltlight.runs import config_differences, find_last_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -339,3 +339,28 @@ def test_prediction_writer_writes_the_calibrated_probabilities(tmp_path):
     got = torch.tensor([[float(p) for p in r["top3_probabilities"].split()] for r in rows])
     torch.testing.assert_close(got.double(), expected, atol=2e-6, rtol=0)
     assert writer.rows == len(rows) == 500
+
+
+def test_predictions_of_an_image_folder_name_each_file_and_class(image_folder_dir, tmp_path):
+    data = ImageFolderLTDataModule(
+        train=str(image_folder_dir / "train"),
+        test=str(image_folder_dir / "test"),
+        image_size=32,
+        resize=36,
+        num_workers=0,
+        batch_size=4,
+    )
+    data.setup("predict")
+    module = LongTailModule(resnet32(num_classes=data.num_classes))
+    writer = PredictionWriter(str(tmp_path / "p.csv"))
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, callbacks=[writer])  # fmt: skip
+    trainer.predict(module, datamodule=data, return_predictions=False)
+    with open(tmp_path / "p.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    test = data.splits["test"]
+    assert [r["file"] for r in rows] == test.paths
+    assert [int(r["label"]) for r in rows] == test.labels.tolist()
+    # the file's folder is its class; names come from the datamodule
+    assert [r["label_name"] for r in rows] == [Path(p).parent.name for p in test.paths]
+    assert {r["predicted_name"] for r in rows} <= set(data.class_names)

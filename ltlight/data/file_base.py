@@ -250,6 +250,13 @@ class FileLongTailDataModule(LightningDataModule):
     def predict_dataloader(self) -> FileDataLoader:
         return self._loader("test", self.eval_batch_size or self.batch_size)
 
+    @property
+    def predict_files(self) -> list[str] | None:
+        """The images :meth:`predict_dataloader` yields, in its order, relative to their root
+        (the ``file`` column of ``ltlight predict``'s predictions.csv)."""
+        images = self.splits["test"]
+        return None if images is None else list(images.paths)
+
     def make_dataset(
         self, images: ImageList, train: bool, size: int, resize: int, skip_bad_images: bool
     ) -> ImageFileDataset:
