@@ -70,3 +70,14 @@ def stop_as_on_sigterm(frame: FrameType | None) -> bool:
     # With SIGTERM's number, so that the DDP launcher forwards SIGTERM to its children.
     handler(signal.SIGTERM, frame)
     return True
+
+
+def request_stop(trainer: L.Trainer) -> None:
+    """Make ``trainer.fit`` raise ``SIGTERMException`` at the end of the current training batch.
+
+    Assumption: the training loop checks ``trainer.received_sigterm`` — the signal connector's
+    ``received_sigterm`` flag — after each batch (after ``on_train_batch_end``) and raises
+    ``SIGTERMException`` then. Setting it on every DDP rank in the same batch stops all of them
+    on the same batch boundary, with no collective inside a signal handler.
+    """
+    trainer._signal_connector.received_sigterm = True

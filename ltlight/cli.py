@@ -4,6 +4,8 @@
 datamodule, logger) is named by ``class_path``, so a user's own classes work from YAML too.
 """
 
+import difflib
+import enum
 import netrc
 import os
 import re
@@ -35,6 +37,12 @@ from ltlight.runs import (
     new_run_dir,
     run_dir_of_checkpoint,
     run_identity,
+)
+
+# Lightning's own callbacks default to str-valued enums (Timer's `interval`) that YAML cannot
+# write, so a config with them could be neither saved nor printed: write the enum's value.
+yaml.SafeDumper.add_multi_representer(
+    enum.Enum, lambda dumper, value: dumper.represent_data(value.value)
 )
 
 #: Set for the DDP worker processes Lightning starts, so that they write to the same run folder.
@@ -76,12 +84,31 @@ def condense_error(message: str) -> str:
 
 
 class _ArgumentParser(LightningArgumentParser):
-    """Reports a bad argument in one line that names it (the full report with LTLIGHT_TRACEBACK)."""
+    """Reports a bad argument in one line that names it (the full report with LTLIGHT_TRACEBACK);
+    suggests the argument meant for a misspelt one; takes no abbreviations (``--trainer.max_epoch``
+    is not ``--trainer.max_epochs``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str, ex: Exception | None = None) -> None:
         if not os.environ.get("LTLIGHT_TRACEBACK"):
             message = condense_error(message)
+        message += did_you_mean(message, list(self._option_string_actions))
         super().error(message, ex)
+
+
+def did_you_mean(message: str, options: list[str]) -> str:
+    """`` (did you mean --trainer.max_epochs?)`` for an unrecognised option close to a known one."""
+    if "unrecognized arguments" not in message:
+        return ""
+    suggestions = []
+    for given in re.findall(r"(--[\w.]+)", message):
+        close = difflib.get_close_matches(given, options, n=1, cutoff=0.8)
+        if close:
+            suggestions.append(f"{given} → {close[0]}")
+    return f" (did you mean: {', '.join(suggestions)}?)" if suggestions else ""
 
 
 class SaveConfigOnceStarted(SaveConfigCallback):
@@ -116,6 +143,11 @@ class SaveConfigOnceStarted(SaveConfigCallback):
                 logger.experiment.config.update({"ltlight": dump}, allow_val_change=True)
 
     on_fit_start = on_validation_start = on_test_start = on_predict_start = _save
+
+
+class ArgumentValueError(ValueError):
+    """A constructor refused the value of a command-line or config argument (the message is
+    jsonargparse's report, condensed to the argument and the constructor's reason)."""
 
 
 class RunInterrupted(Exception):
@@ -253,6 +285,14 @@ class LongTailCLI(LightningCLI):
                 extra.setdefault("tags", [dataset, method])
                 logger["dict_kwargs"] = extra
 
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except (ValueError, TypeError) as error:
+            if "Union subtypes" not in str(error) and 'Parser key "' not in str(error):
+                raise  # not jsonargparse's report: the constructor's own words
+            raise ArgumentValueError(condense_error(str(error))) from error
+
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         trainer = super().instantiate_trainer(**kwargs)
         for callback in trainer.callbacks:
@@ -356,9 +396,15 @@ def main(args: list[str] | None = None) -> None:
     except USER_ERRORS as error:
         if os.environ.get("LTLIGHT_TRACEBACK"):
             raise
+        # Only jsonargparse's report on an argument is condensed; any other error (a bug, a
+        # library's own message) is shown as it is, its cause included.
+        message, kind = str(error), type(error).__name__
+        if isinstance(error, ArgumentValueError):
+            kind = type(error.__cause__).__name__
+        elif re.search(r'Parser key "', message):
+            message = condense_error(message)
         print(
-            f"{program}: error: {type(error).__name__}: {condense_error(str(error))}\n"
-            f"(set LTLIGHT_TRACEBACK=1 to see the traceback)",
+            f"{program}: error: {kind}: {message}\n(set LTLIGHT_TRACEBACK=1 to see the traceback)",
             file=sys.stderr,
         )
         sys.exit(2)

@@ -322,6 +322,16 @@ class LongTailModule(L.LightningModule):
         """Logits and class indices → the scalar loss that is minimised."""
         return self.loss(logits, target)
 
+    def evaluation_loss(self, logits: Tensor, target: Tensor) -> Tensor:
+        """``val/loss`` and ``test/loss``: the plain mean of the loss's unweighted per-sample
+        values — no class weights (DRW sets them for training only), nothing an overridden
+        :meth:`compute_loss` adds — so the figure compares across epochs and schedules. A loss
+        without ``per_sample`` (any ``nn.Module``) is called as it is."""
+        per_sample = getattr(self.loss, "per_sample", None)
+        if per_sample is None:
+            return self.loss(logits, target)
+        return per_sample(logits, target).float().mean()
+
     def predict_proba(self, logits: Tensor) -> Tensor:
         """The predictive distribution ``softmax((z' − τ·log π + log q) / T)``: ``z'`` the loss's
         predictive logits (LDAM: ``s·z``; sigmoid losses: ``log σ(z)``), then the post-hoc
@@ -378,7 +388,7 @@ class LongTailModule(L.LightningModule):
     def _evaluate(self, batch: Sequence[Tensor], metrics: LongTailMetrics, prefix: str) -> None:
         images, target = batch
         logits = self(images)
-        self.log(f"{prefix}/loss", self.compute_loss(logits, target), sync_dist=True)
+        self.log(f"{prefix}/loss", self.evaluation_loss(logits, target), sync_dist=True)
         metrics.update(self.predict_proba(logits), target)
 
     def on_validation_epoch_end(self) -> None:
@@ -398,9 +408,12 @@ class LongTailModule(L.LightningModule):
     def configure_callbacks(self) -> list[L.Callback]:
         from ltlight.callbacks.finite_loss import StopOnNonFiniteLoss
 
-        callbacks = list(self.method_callbacks)
         trainer = self._attached_trainer()
-        present = [*callbacks, *(trainer.callbacks if trainer is not None else [])]
+        attached = trainer.callbacks if trainer is not None else []
+        # Already attached by an earlier fit of this trainer: returning them again would make
+        # Lightning warn that they "override" themselves.
+        callbacks = [c for c in self.method_callbacks if not any(c is a for a in attached)]
+        present = [*self.method_callbacks, *attached]
         if not any(isinstance(callback, StopOnNonFiniteLoss) for callback in present):
             callbacks.append(StopOnNonFiniteLoss())  # a diverged run stops with a clear error
         return callbacks

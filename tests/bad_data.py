@@ -41,3 +41,14 @@ class EmptyClass(DigitsLTDataModule):
             keep = labels != 9
             images, labels = images[keep], labels[keep]
         return images, labels
+
+
+class SetupFails(DigitsLTDataModule):
+    """Set-up raises a ValueError worded like a jsonargparse report (as a library's own check
+    may be) that is not about a command-line argument."""
+
+    def setup(self, stage: str | None = None) -> None:
+        raise ValueError(
+            "first line of the real cause\nDoes not validate against any of the Union subtypes\n"
+            "  - second line, kept\n  - third\n  - fourth"
+        )

@@ -91,7 +91,8 @@ def test_data_files_table_prints_both_pipelines_and_their_ratio(tmp_path):
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    rows = [line for line in done.stdout.splitlines() if line.startswith("| ")][1:]
-    assert [row.split("|")[1].split()[0] for row in rows] == ["torchvision", "ltlight"]
-    assert rows[0].split("|")[3].strip() == "1.00×"
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ")]
+    names = [row.split("|")[1].split()[0] for row in rows]
+    assert names == ["pipeline", "torchvision", "ltlight", "CPU", "torchvision", "ltlight"]
+    assert rows[1].split("|")[3].strip() == rows[4].split("|")[3].strip() == "1.00×"
     assert len(list((tmp_path / "jpegs").rglob("*.jpg"))) == 40

@@ -7,6 +7,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
 
 from ltlight.data import DeviceDataLoader, DigitsLTDataModule
+from ltlight.data.device_loader import EpochSampler
 
 COUNTS = [40, 20, 10, 5, 2]
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
@@ -151,6 +152,13 @@ def test_ddp_evaluation_shards_count_every_image_exactly_once():
     for rank, shard in enumerate(shards):
         assert torch.equal(shard, torch.arange(77)[rank::world_size])
     assert torch.equal(torch.cat(shards).sort().values, torch.arange(77))
+
+
+def test_an_evaluation_split_smaller_than_the_number_of_processes_is_refused():
+    with pytest.raises(ValueError, match=r"1 image\(s\) for world_size=2 processes"):
+        EpochSampler(torch.zeros(1, dtype=torch.long), shuffle=False, rank=1, world_size=2)
+    padded = EpochSampler(torch.zeros(1, dtype=torch.long), shuffle=True, rank=1, world_size=2)
+    assert padded.indices(0).tolist() == [0]  # training pads: every rank steps alike
 
 
 def test_ranks_augment_differently():

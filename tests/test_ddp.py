@@ -7,12 +7,14 @@ single-process computation of the same things.
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import ddp_ghm_worker as ghm
+import ddp_sigterm_worker as sigterm_worker
 import ddp_worker
 import lightning as L
 import pytest
@@ -171,3 +173,26 @@ def test_ghm_histogram_is_all_reduced_identical_on_every_rank_and_equal_to_one_p
             if step < ghm.STEPS:  # training: β from the whole global batch's histogram
                 torch.testing.assert_close(rank["values"][step], expected[rows])
     assert single.ema_counts.sum() > 0
+
+
+def test_sigterm_under_ddp_stops_every_rank_at_one_batch_end_and_saves(tmp_path):
+    """Lightning 2.6's own handler broadcasts from inside the signal handler: a collective
+    mismatch (gloo aborts; NCCL hangs). InterruptCheckpoint stops both ranks after one batch."""
+    worker = Path(__file__).with_name("ddp_sigterm_worker.py")
+    env = dict(os.environ, WANDB_MODE="disabled", PYTHONUNBUFFERED="1")
+    env.pop("LOCAL_RANK", None)
+    result = subprocess.run(
+        [sys.executable, str(worker), str(tmp_path)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,  # the bound: a hang fails here
+    )
+    assert result.returncode == 128 + signal.SIGTERM, result.stderr[-4000:]
+    stopped = [json.loads((tmp_path / f"stopped{r}.json").read_text()) for r in range(2)]
+    step = sigterm_worker.SIGNAL_STEP + 1  # the batch in progress when the signal came finished
+    assert stopped == [{"global_step": step}] * 2
+    saved = torch.load(tmp_path / "interrupted.ckpt", weights_only=True)
+    assert saved["global_step"] == step
+    assert len(saved["ltlight_rng_states"]) == WORLD_SIZE

@@ -28,8 +28,8 @@ PRIVATE = [
     r"batch_progress",
     r"\._computed\b",
     r"\._trainer\b",
-    r"getsignal\(signal\.SIGTERM\)",
     r"_signal_connector",
+    r"received_sigterm\s*=",
 ]
 
 
@@ -141,6 +141,29 @@ def test_lightning_sigterm_handler_stops_fit_at_the_batch_end():
     assert probe.handled is True
     assert trainer.global_step == 3 and probe.steps_after == 0  # the batch finished, no other
     assert trainer.received_sigterm
+
+
+class StopAfter(L.Callback):
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            _lightning_internals.request_stop(trainer)
+
+
+def test_setting_the_sigterm_flag_stops_fit_after_the_current_batch():
+    trainer = L.Trainer(
+        max_epochs=3,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        callbacks=[StopAfter(step=4)],
+    )
+    with pytest.raises(SIGTERMException):
+        trainer.fit(LongTailModule(DigitsNet()), datamodule=DigitsLTDataModule(batch_size=16))
+    assert trainer.global_step == 4 and trainer.received_sigterm
 
 
 def test_lightning_cli_has_the_hooks_ltlight_overrides(tmp_path):

@@ -1,4 +1,5 @@
-"""Wrong inputs that used to give a wrong number (or a bare traceback) now give a clear error.
+"""Wrong inputs that used to give a wrong number (or a bare traceback) now give a clear error,
+and ``val/loss`` is a validation figure, not the training objective.
 
 Metrics refuse targets outside ``[0, C)`` and logits passed as probabilities (counted on the
 device in ``update``, refused at ``compute``: no host sync per step); data arguments that cannot
@@ -7,11 +8,16 @@ work are refused when the datamodule is built, naming the argument.
 
 import math
 
+import lightning as L
 import pytest
 import torch
+import torch.nn.functional as F
 
+from ltlight import LongTailModule
+from ltlight.callbacks import DeferredReweighting
 from ltlight.data import DigitsLTDataModule, long_tail_counts
 from ltlight.metrics import LongTailMetrics, long_tail_metrics
+from ltlight.models import DigitsNet
 
 
 def probabilities(n=6, c=3, seed=0):
@@ -82,3 +88,35 @@ def test_step_profile_keeps_at_least_one_head_class_at_the_smallest_fraction():
     assert long_tail_counts(100, 10, 10, profile="step", step_fraction=0.1) == [100] + [10] * 9
     with pytest.raises(ValueError, match="step_fraction must be >= 1/num_classes"):
         long_tail_counts(100, 10, 10, profile="step", step_fraction=0.09)
+
+
+class ExtraTerm(LongTailModule):
+    """A subclass whose training loss adds a term that is not a validation figure."""
+
+    def compute_loss(self, logits, target):
+        return super().compute_loss(logits, target) + 100.0
+
+
+def test_val_loss_is_the_plain_unweighted_loss_whatever_weights_and_extra_terms_train(tmp_path):
+    module = ExtraTerm(DigitsNet())
+    data = DigitsLTDataModule()
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        limit_train_batches=2,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        default_root_dir=tmp_path,
+        callbacks=[DeferredReweighting(start_epoch=0, weights="inverse_frequency")],
+    )
+    trainer.fit(module, datamodule=data)
+    assert module.loss.weight is not None  # DRW is on
+    (logged,) = trainer.validate(module, datamodule=data, verbose=False)
+    module.eval()
+    with torch.no_grad():
+        pairs = [(module(x).double(), y) for x, y in data.val_dataloader()]
+    # Lightning averages the per-batch values weighted by batch size: the mean over samples.
+    plain = torch.cat([F.cross_entropy(z, y, reduction="none") for z, y in pairs]).mean()
+    assert logged["val/loss"] == pytest.approx(plain.item(), rel=1e-5)

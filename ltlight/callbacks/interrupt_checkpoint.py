@@ -17,6 +17,12 @@ itself; ``ltlight fit ... --ckpt_path last`` finds this run's file (:mod:`ltligh
 
 * turns the first Ctrl-C during training into SIGTERM's path — the batch finishes, then the run
   stops with a checkpoint on a batch boundary; a second Ctrl-C interrupts at once;
+* under DDP, replaces Lightning 2.6's SIGTERM handler during training: that handler calls a
+  collective (``broadcast``) from inside the signal handler, which meets whatever collective the
+  other processes are in (a gradient all-reduce, a buffer broadcast) — a "collective mismatch"
+  crash with gloo, a hang with NCCL. Here the handler only notes the request; at the end of every
+  training batch the ranks sum their notes (one tiny all-reduce), and if any rank was signalled
+  all of them stop after that same batch and save;
 * saves only when training stops on SIGTERM or Ctrl-C, once training has started (after set-up and
   any restore): a failed start leaves an existing checkpoint alone, and an error (a NaN loss, a
   bug) does not leave a checkpoint of broken weights to resume from;
@@ -33,11 +39,12 @@ from types import FrameType
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
-from ltlight._lightning_internals import stop_as_on_sigterm
+from ltlight._lightning_internals import request_stop, stop_as_on_sigterm
 
 
 class InterruptCheckpoint(Checkpoint):
@@ -66,6 +73,9 @@ class InterruptCheckpoint(Checkpoint):
         self._previous_sigint: Any = None
         self._sigint_installed = False
         self._sigint_pressed = False
+        self._previous_sigterm: Any = None
+        self._sigterm_installed = False
+        self._stop_requested = False
 
     @property
     def ckpt_path(self) -> str:
@@ -83,6 +93,23 @@ class InterruptCheckpoint(Checkpoint):
             self._sigint_pressed = False
             signal.signal(signal.SIGINT, self._on_sigint)
             self._sigint_installed = True
+            if trainer.world_size > 1:
+                self._previous_sigterm = signal.getsignal(signal.SIGTERM)
+                self._stop_requested = False
+                signal.signal(signal.SIGTERM, self._on_sigterm_under_ddp)
+                self._sigterm_installed = True
+
+    def _on_sigterm_under_ddp(self, signum: int, frame: FrameType | None) -> None:
+        self._stop_requested = True  # no collective here: see on_train_batch_end
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, idx: int
+    ) -> None:
+        if not self._sigterm_installed:
+            return
+        requested = torch.tensor(float(self._stop_requested), device=pl_module.device)
+        if float(trainer.strategy.reduce(requested, reduce_op="sum")) > 0:
+            request_stop(trainer)  # every rank, this batch: all stop on the same boundary
 
     def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
         # Lightning's SIGTERM handler sets the flag its loops check and, under DDP, passes the
@@ -100,6 +127,9 @@ class InterruptCheckpoint(Checkpoint):
         if self._sigint_installed and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, self._previous_sigint)
             self._sigint_installed = False
+        if self._sigterm_installed and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._previous_sigterm)
+            self._sigterm_installed = False
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._training = False

@@ -94,6 +94,12 @@ class EpochSampler:
         self.class_balanced = False
         self.pad = shuffle if pad is None else pad
         n = len(self.labels)
+        if not self.pad and n < world_size:
+            # a process without a batch would skip the evaluation loop (and its collectives)
+            raise ValueError(
+                f"the split has {n} image(s) for world_size={world_size} processes: unpadded "
+                "(evaluation) shards need at least one image per process"
+            )
         # padded: ceil(N / W) each; unpadded: the positions r, r + W, ... below N
         self.num_samples = math.ceil((n if self.pad else n - rank) / world_size)
 
