@@ -62,17 +62,25 @@ def run_identity(config_files: Sequence[str | os.PathLike], fallback: tuple[str,
 
 
 def new_run_dir(method_dir: Path, name: str | None = None) -> Path:
-    """``method_dir/<name>``; without a name, the start time, made unique in ``method_dir``."""
+    """``method_dir/<name>``; without a name, the start time, made unique in ``method_dir``.
+
+    The timed folder is created here, atomically, so that runs started in the same second (a
+    sweep launching its seeds at once) never share one: the second gets ``<time>-2``.
+    """
     if name:
         if "/" in name or name in (".", ".."):
             raise ValueError(f"run_name must be a plain folder name, got {name!r}")
         return method_dir / name
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    candidate, number = method_dir / stamp, 1
-    while candidate.exists():
-        number += 1
-        candidate = method_dir / f"{stamp}-{number}"
-    return candidate
+    method_dir.mkdir(parents=True, exist_ok=True)
+    for number in range(1, 10_000):
+        candidate = method_dir / (stamp if number == 1 else f"{stamp}-{number}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return candidate
+    raise FileExistsError(f"no free run folder name for {stamp} in {method_dir}")
 
 
 def run_checkpoints(run_dir: Path) -> list[Path]:

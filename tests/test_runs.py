@@ -25,7 +25,7 @@ from ltlight.checkpoint_file import read_checkpoint
 from ltlight.cli import main
 from ltlight.data import DigitsLTDataModule, ImageFolderLTDataModule
 from ltlight.models import DigitsNet, resnet32
-from ltlight.runs import config_differences, find_last_checkpoint
+from ltlight.runs import config_differences, find_last_checkpoint, new_run_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs" / "digits_lt"
@@ -364,3 +364,8 @@ def test_predictions_of_an_image_folder_name_each_file_and_class(image_folder_di
     # the file's folder is its class; names come from the datamodule
     assert [r["label_name"] for r in rows] == [Path(p).parent.name for p in test.paths]
     assert {r["predicted_name"] for r in rows} <= set(data.class_names)
+
+
+def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path):
+    folders = {new_run_dir(tmp_path) for _ in range(5)}  # well within one second
+    assert len(folders) == 5 and all(folder.is_dir() for folder in folders)
