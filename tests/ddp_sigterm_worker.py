@@ -23,6 +23,8 @@ from ltlight.losses import LDAMLoss
 from ltlight.models import DigitsNet
 
 SIGNAL_STEP = 5
+#: The ranks agree on a stop every SYNC_EVERY batches (8 batches per epoch here).
+SYNC_EVERY = 4
 
 
 class SignalAt(L.Callback):
@@ -43,7 +45,10 @@ def main(out_dir: Path) -> None:
         accelerator="cpu",
         devices=2,
         strategy="ddp",
-        callbacks=[SignalAt(), InterruptCheckpoint(dirpath=str(out_dir), filename="interrupted")],
+        callbacks=[
+            SignalAt(),
+            InterruptCheckpoint(str(out_dir), "interrupted", sync_every_n_batches=SYNC_EVERY),
+        ],
         logger=False,
         enable_progress_bar=False,
         enable_model_summary=False,

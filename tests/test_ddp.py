@@ -6,6 +6,7 @@ single-process computation of the same things.
 """
 
 import json
+import math
 import os
 import signal
 import socket
@@ -191,7 +192,11 @@ def test_sigterm_under_ddp_stops_every_rank_at_one_batch_end_and_saves(tmp_path)
     )
     assert result.returncode == 128 + signal.SIGTERM, result.stderr[-4000:]
     stopped = [json.loads((tmp_path / f"stopped{r}.json").read_text()) for r in range(2)]
-    step = sigterm_worker.SIGNAL_STEP + 1  # the batch in progress when the signal came finished
+    # the batch in progress when the signal came finishes, then training goes on to the next
+    # agreement of the ranks: after batch 8 (every 4 batches), not after every batch
+    every = sigterm_worker.SYNC_EVERY
+    step = math.ceil((sigterm_worker.SIGNAL_STEP + 1) / every) * every
+    assert step == 8
     assert stopped == [{"global_step": step}] * 2
     saved = torch.load(tmp_path / "interrupted.ckpt", weights_only=True)
     assert saved["global_step"] == step

@@ -20,9 +20,10 @@ itself; ``ltlight fit ... --ckpt_path last`` finds this run's file (:mod:`ltligh
 * under DDP, replaces Lightning 2.6's SIGTERM handler during training: that handler calls a
   collective (``broadcast``) from inside the signal handler, which meets whatever collective the
   other processes are in (a gradient all-reduce, a buffer broadcast) — a "collective mismatch"
-  crash with gloo, a hang with NCCL. Here the handler only notes the request; at the end of every
-  training batch the ranks sum their notes (one tiny all-reduce), and if any rank was signalled
-  all of them stop after that same batch and save;
+  crash with gloo, a hang with NCCL. Here the handler only notes the request; every
+  ``sync_every_n_batches`` training batches the ranks sum their notes (one tiny all-reduce, the
+  only host sync it adds), and if any rank was signalled all of them stop after that same batch
+  and save;
 * saves only when training stops on SIGTERM or Ctrl-C, once training has started (after set-up and
   any restore): a failed start leaves an existing checkpoint alone, and an error (a NaN loss, a
   bug) does not leave a checkpoint of broken weights to resume from;
@@ -54,6 +55,9 @@ class InterruptCheckpoint(Checkpoint):
         dirpath: folder of the checkpoint (created when saving); ``None``: the trainer's
             ``default_root_dir`` — the run's folder under ``ltlight``.
         filename: its name without ``.ckpt``.
+        sync_every_n_batches: under DDP, how often (in training batches, ≥ 1) the ranks agree on
+            whether a signal arrived: a stop comes at most this many batches after the signal,
+            and no other batch pays for a host sync.
 
     After an interruption, :attr:`saved_to` is the file written (``None`` if nothing could be)
     and :attr:`save_error` says why the chosen folder could not be written, if it could not.
@@ -61,10 +65,24 @@ class InterruptCheckpoint(Checkpoint):
 
     FILE_EXTENSION = ".ckpt"
 
-    def __init__(self, dirpath: str | None = None, filename: str = "interrupted") -> None:
+    def __init__(
+        self,
+        dirpath: str | None = None,
+        filename: str = "interrupted",
+        sync_every_n_batches: int = 10,
+    ) -> None:
         super().__init__()
         if not filename:
             raise ValueError("filename must be a non-empty file name, got ''")
+        if (
+            isinstance(sync_every_n_batches, bool)
+            or not isinstance(sync_every_n_batches, int)
+            or sync_every_n_batches < 1
+        ):
+            raise ValueError(
+                f"sync_every_n_batches must be an integer >= 1, got {sync_every_n_batches!r}"
+            )
+        self.sync_every_n_batches = sync_every_n_batches
         self.dirpath = dirpath
         self.filename = filename
         self.saved_to: str | None = None
@@ -76,6 +94,7 @@ class InterruptCheckpoint(Checkpoint):
         self._previous_sigterm: Any = None
         self._sigterm_installed = False
         self._stop_requested = False
+        self._batches_since_sync = 0
 
     @property
     def ckpt_path(self) -> str:
@@ -96,6 +115,7 @@ class InterruptCheckpoint(Checkpoint):
             if trainer.world_size > 1:
                 self._previous_sigterm = signal.getsignal(signal.SIGTERM)
                 self._stop_requested = False
+                self._batches_since_sync = 0
                 signal.signal(signal.SIGTERM, self._on_sigterm_under_ddp)
                 self._sigterm_installed = True
 
@@ -107,6 +127,12 @@ class InterruptCheckpoint(Checkpoint):
     ) -> None:
         if not self._sigterm_installed:
             return
+        # Every rank trains as many batches per epoch, so all meet in the same reduce.
+        self._batches_since_sync += 1
+        last_of_epoch = idx + 1 >= trainer.num_training_batches
+        if self._batches_since_sync < self.sync_every_n_batches and not last_of_epoch:
+            return
+        self._batches_since_sync = 0
         requested = torch.tensor(float(self._stop_requested), device=pl_module.device)
         if float(trainer.strategy.reduce(requested, reduce_op="sum")) > 0:
             request_stop(trainer)  # every rank, this batch: all stop on the same boundary
