@@ -141,7 +141,78 @@ class EpochSampler:
         return iter(self.indices().tolist())
 
 
-class DeviceDataLoader:
+class ResumableEpochLoader:
+    """What both loaders share: an :class:`EpochSampler` and the position inside its epoch.
+
+    A subclass sets ``self.sampler`` and calls :meth:`_init_position` in its constructor, starts
+    each ``__iter__`` with ``epoch, start = self._begin_epoch()``, sets ``_batches_yielded`` as it
+    yields, and so gets ``class_balanced``, ``state_dict`` / ``load_state_dict`` and ``progress``.
+    """
+
+    sampler: EpochSampler
+
+    def _init_position(self) -> None:
+        # Position inside the current epoch, for state_dict(); _resume is a loaded, unused state.
+        self._epoch = 0
+        self._batches_yielded = 0
+        self._resume: tuple[int, int] | None = None
+        #: How many of this epoch's batches the consumer has finished (set by the datamodule).
+        self.progress: Callable[[], int] | None = None
+
+    @property
+    def class_balanced(self) -> bool:
+        """Draw each epoch class-balanced (deferred re-sampling); takes effect at the next epoch."""
+        return self.sampler.class_balanced
+
+    @class_balanced.setter
+    def class_balanced(self, value: bool) -> None:
+        self.sampler.class_balanced = bool(value)
+
+    def _begin_epoch(self) -> tuple[int, int]:
+        """``(epoch, first batch index)``: a loaded state skips its batches once, in its epoch.
+
+        Call it when the first batch is requested (a generator's body), after Lightning has
+        called ``set_epoch`` / ``load_state_dict`` — it may call ``iter()`` before either.
+        """
+        epoch = self.sampler.epoch
+        start = 0
+        if self._resume is not None:
+            resume_epoch, resume_batches = self._resume
+            self._resume = None
+            if resume_epoch == epoch:
+                start = resume_batches
+        self._epoch, self._batches_yielded = epoch, start
+        return epoch, start
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where this rank is: ``{"epoch", "batches_yielded", "class_balanced"}``.
+
+        ``batches_yielded`` counts the batches handed out, or with ``progress`` those finished:
+        a batch yielded but not trained on when the state is saved is yielded again on resume.
+        """
+        batches = self._batches_yielded
+        if self.progress is not None:
+            batches = min(batches, int(self.progress()))
+        return {
+            "epoch": self._epoch,
+            "batches_yielded": batches,
+            "class_balanced": self.class_balanced,
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Make the next iteration of epoch ``state_dict["epoch"]`` skip the batches already seen.
+
+        The skip applies once, and only if the sampler's epoch is that epoch when the first batch
+        is drawn (a state saved at the end of an epoch leaves the next epoch untouched).
+        """
+        epoch, batches = int(state_dict["epoch"]), int(state_dict["batches_yielded"])
+        self._resume = (epoch, batches)
+        self._epoch, self._batches_yielded = epoch, batches
+        if "class_balanced" in state_dict:
+            self.class_balanced = state_dict["class_balanced"]
+
+
+class DeviceDataLoader(ResumableEpochLoader):
     """Batches of ``(normalised float images, labels)`` from a split that lives on one device.
 
     Args:
@@ -204,20 +275,7 @@ class DeviceDataLoader:
         self.sampler = EpochSampler(labels, shuffle, seed=seed, rank=rank, world_size=world_size)
         # DataLoader's attribute; Lightning reads it (with `sampler`) to tell shuffled loaders.
         self.batch_sampler = None
-        # Position inside the current epoch, for state_dict(); _resume is a loaded, unused state.
-        self._epoch = 0
-        self._batches_yielded = 0
-        self._resume: tuple[int, int] | None = None
-        self.progress: Callable[[], int] | None = None
-
-    @property
-    def class_balanced(self) -> bool:
-        """Draw each epoch class-balanced (deferred re-sampling); takes effect at the next epoch."""
-        return self.sampler.class_balanced
-
-    @class_balanced.setter
-    def class_balanced(self, value: bool) -> None:
-        self.sampler.class_balanced = bool(value)
+        self._init_position()
 
     @property
     def augment(self) -> bool:
@@ -229,16 +287,8 @@ class DeviceDataLoader:
         return math.ceil(len(self.sampler) / self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        # A generator: nothing below runs until the first batch is requested, after Lightning has
-        # called set_epoch / load_state_dict (it may call iter() before either).
-        epoch = self.sampler.epoch
-        start = 0
-        if self._resume is not None:
-            resume_epoch, resume_batches = self._resume
-            self._resume = None
-            if resume_epoch == epoch:
-                start = resume_batches
-        self._epoch, self._batches_yielded = epoch, start
+        # A generator: nothing below runs until the first batch is requested.
+        epoch, start = self._begin_epoch()
         num_batches = len(self)
         if start >= num_batches:
             return
@@ -256,30 +306,3 @@ class DeviceDataLoader:
                 images = random_crop_flip(images, self.crop_padding or 0, generator, self.flip)
             self._batches_yielded = batch_index + 1
             yield self.normalize(images), self.labels[batch]
-
-    def state_dict(self) -> dict[str, Any]:
-        """Where this rank is: ``{"epoch", "batches_yielded", "class_balanced"}``.
-
-        ``batches_yielded`` counts the batches handed out, or with ``progress`` those finished:
-        a batch yielded but not trained on when the state is saved is yielded again on resume.
-        """
-        batches = self._batches_yielded
-        if self.progress is not None:
-            batches = min(batches, int(self.progress()))
-        return {
-            "epoch": self._epoch,
-            "batches_yielded": batches,
-            "class_balanced": self.class_balanced,
-        }
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Make the next iteration of epoch ``state_dict["epoch"]`` skip the batches already seen.
-
-        The skip applies once, and only if the sampler's epoch is that epoch when the first batch
-        is drawn (a state saved at the end of an epoch leaves the next epoch untouched).
-        """
-        epoch, batches = int(state_dict["epoch"]), int(state_dict["batches_yielded"])
-        self._resume = (epoch, batches)
-        self._epoch, self._batches_yielded = epoch, batches
-        if "class_balanced" in state_dict:
-            self.class_balanced = state_dict["class_balanced"]

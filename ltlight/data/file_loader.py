@@ -23,8 +23,7 @@ whole state, exact with any number of workers.
 
 import math
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import Tensor
@@ -32,7 +31,7 @@ from torch.utils.data import DataLoader
 
 from ltlight.data.augment import Normalize
 from ltlight.data.color_jitter import color_jitter
-from ltlight.data.device_loader import EpochSampler, derive_seed
+from ltlight.data.device_loader import EpochSampler, ResumableEpochLoader, derive_seed
 from ltlight.data.image_files import ImageFileDataset, collate, decode_batch_on_device
 
 # Random streams of the file pipeline, distinct from the device loader's (1, 2).
@@ -78,7 +77,7 @@ class _EpochBatches:
                 yield chunk
 
 
-class FileDataLoader:
+class FileDataLoader(ResumableEpochLoader):
     """Batches of ``(normalised float images, labels)`` on ``device`` from image files.
 
     Args:
@@ -151,34 +150,14 @@ class FileDataLoader:
         )
         self.skipped: list[str] = []
         self._scratch: Tensor | None = None
-        self._epoch = 0
-        self._batches_yielded = 0
-        self._resume: tuple[int, int] | None = None
-        self.progress: Callable[[], int] | None = None
-
-    @property
-    def class_balanced(self) -> bool:
-        """Draw each epoch class-balanced (deferred re-sampling); takes effect at the next epoch."""
-        return self.sampler.class_balanced
-
-    @class_balanced.setter
-    def class_balanced(self, value: bool) -> None:
-        self.sampler.class_balanced = bool(value)
+        self._init_position()
 
     def __len__(self) -> int:
         return self._batches.total()
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        # A generator: the epoch is read when the first batch is requested, after Lightning has
-        # called set_epoch / load_state_dict (it may call iter() before either).
-        epoch = self.sampler.epoch
-        start = 0
-        if self._resume is not None:
-            resume_epoch, resume_batches = self._resume
-            self._resume = None
-            if resume_epoch == epoch:
-                start = resume_batches
-        self._epoch, self._batches_yielded = epoch, start
+        # A generator: nothing below runs until the first batch is requested.
+        epoch, start = self._begin_epoch()
         if start >= len(self):
             return
         self._batches.epoch, self._batches.start = epoch, start
@@ -224,26 +203,3 @@ class FileDataLoader:
                 f"({len(self.skipped)} so far): {', '.join(new)}",
                 stacklevel=2,
             )
-
-    def state_dict(self) -> dict[str, Any]:
-        """Where this rank is: ``{"epoch", "batches_yielded", "class_balanced"}``.
-
-        ``batches_yielded`` counts the batches handed out, or with ``progress`` those finished:
-        a batch yielded but not trained on when the state is saved is yielded again on resume.
-        """
-        batches = self._batches_yielded
-        if self.progress is not None:
-            batches = min(batches, int(self.progress()))
-        return {
-            "epoch": self._epoch,
-            "batches_yielded": batches,
-            "class_balanced": self.class_balanced,
-        }
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Make the next iteration of epoch ``state_dict["epoch"]`` skip the batches seen."""
-        epoch, batches = int(state_dict["epoch"]), int(state_dict["batches_yielded"])
-        self._resume = (epoch, batches)
-        self._epoch, self._batches_yielded = epoch, batches
-        if "class_balanced" in state_dict:
-            self.class_balanced = state_dict["class_balanced"]
