@@ -216,6 +216,11 @@ def train_count(label: int) -> int:
     return FAKE_HEAD[label] if label < len(FAKE_HEAD) else 1
 
 
+def inat_train_count(label: int) -> int:
+    """iNaturalist 2018's rarest species have 2 training images (not 1): one can be validation."""
+    return max(2, train_count(label))
+
+
 def imagenet_wnid(label: int) -> str:
     """A WordNet id shaped like ImageNet's (``n01440764`` is class 0, tench, as in ImageNet)."""
     return f"n{1440764 + 1000 * label:08d}"
@@ -283,7 +288,7 @@ def write_inaturalist2018(root: str) -> None:
     categories = [
         {"id": i, "name": f"species_{i}", "supercategory": supercategories[i % 6]} for i in ids
     ]
-    for split, per_class in (("train", train_count), ("val", lambda label: 1)):
+    for split, per_class in (("train", inat_train_count), ("val", lambda label: 1)):
         images, annotations = [], []
         for label in range(8142):
             for _ in range(per_class(label)):
