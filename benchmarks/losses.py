@@ -127,6 +127,32 @@ def paired_times(
     return statistics.median(ref_times), statistics.median(cand_times), statistics.median(ratios)
 
 
+def floor_rows(target: Tensor, weight: Tensor) -> list[tuple[str, Callable, Tensor | None]]:
+    """Plain-torch references: the least a loss of each form can cost over ``F.cross_entropy``.
+
+    ``nn.CrossEntropyLoss`` is torch's own Module around the same kernel (the cost of a Module
+    call); ``F.cross_entropy(30·z)`` adds one elementwise op and its backward (LDAM's scale); the
+    plain focal loss is the usual few-line implementation (``p_t = exp(−CE)``, weighted mean),
+    the fewest autograd ops a focal loss with a class weight needs in eager PyTorch.
+    """
+    module = nn.CrossEntropyLoss(weight=weight)
+
+    def scaled(x: Tensor) -> Tensor:
+        return F.cross_entropy(30.0 * x, target, weight=weight)
+
+    def plain_focal(x: Tensor) -> Tensor:
+        nll = F.cross_entropy(x, target, reduction="none")
+        per_sample = (1 - torch.exp(-nll)) ** 2 * nll
+        w = weight[target]
+        return (per_sample * w).sum() / w.sum()
+
+    return [
+        ("torch nn.CrossEntropyLoss + DRW", lambda x: module(x, target), None),
+        ("F.cross_entropy(30·z) + DRW", scaled, None),
+        ("plain-torch focal γ=2 + DRW", plain_focal, None),
+    ]
+
+
 def benchmark(device: torch.device, repeats: int, n: int = 1024, c: int = 100) -> None:
     gen = torch.Generator().manual_seed(0)
     counts = [max(1, round(500 * 0.01 ** (j / (c - 1)))) for j in range(c)]  # ratio 100
@@ -182,6 +208,13 @@ def benchmark(device: torch.device, repeats: int, n: int = 1024, c: int = 100) -
         name += "" if loss.weight is None else " + DRW"
         ref_s, cand_s, ratio = paired_times(ce, loss_fn(loss, target), logits, repeats)
         row(name, ref_s, cand_s, ratio, f"≤ {SOFTMAX_GOAL}×", ratio <= SOFTMAX_GOAL)
+
+    print("floors in plain torch (no ltlight): what a Module call and extra ops cost here")
+    for name, fn, logits in floor_rows(target, drw_weight.to(device)):
+        ref_s, cand_s, ratio = paired_times(
+            ce, fn, logits if logits is not None else gaussian, repeats
+        )
+        row(name, ref_s, cand_s, ratio, "-", None)
 
     print("sigmoid family, reference F.binary_cross_entropy_with_logits")
     ref_s, cand_s, ratio = paired_times(bce, loss_fn(SigmoidFocalLoss(), onehot), gaussian, repeats)

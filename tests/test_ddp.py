@@ -201,3 +201,45 @@ def test_sigterm_under_ddp_stops_every_rank_at_one_batch_end_and_saves(tmp_path)
     saved = torch.load(tmp_path / "interrupted.ckpt", weights_only=True)
     assert saved["global_step"] == step
     assert len(saved["ltlight_rng_states"]) == WORLD_SIZE
+
+
+def test_posthoc_fitted_under_ddp_on_an_odd_validation_split_equals_one_process(tmp_path):
+    """Every rank fits τ and T on the whole validation split (49 images, shards of 25 and 24:
+    Lightning's equal-shape all_gather failed here) with rank 0's BatchNorm statistics (each
+    rank's own after the last step gave another T), and gets what one process fits on the
+    weights rank 0 saves."""
+    import ddp_posthoc_worker as posthoc
+
+    from ltlight.callbacks import PostHocLogitAdjustment, TemperatureScaling
+
+    env = dict(os.environ, WANDB_MODE="disabled", PYTHONUNBUFFERED="1")
+    env.pop("LOCAL_RANK", None)
+    worker = Path(__file__).with_name("ddp_posthoc_worker.py")
+    result = subprocess.run(
+        [sys.executable, str(worker), str(tmp_path)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    ranks = [json.loads((tmp_path / f"posthoc_rank{r}.json").read_text()) for r in range(2)]
+    assert ranks[0] == ranks[1]
+    module = posthoc.make_module()
+    datamodule = posthoc.make_datamodule()
+    datamodule.setup("fit")
+    module.load_state_dict(torch.load(tmp_path / "posthoc_weights.pt", weights_only=True))
+    assert len(datamodule.val_data[1]) == posthoc.VAL_IMAGES
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        callbacks=[PostHocLogitAdjustment(), TemperatureScaling()],
+    )
+    trainer.validate(module, datamodule=datamodule, verbose=False)
+    assert module.temperature != 1.0
+    # the same τ from the grid; T from LBFGS on logits equal up to float32 batch-size rounding
+    assert ranks[0]["tau"] == pytest.approx(module.logit_adjustment_tau, abs=1e-12)
+    assert ranks[0]["temperature"] == pytest.approx(module.temperature, rel=1e-4)

@@ -28,6 +28,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import move_data_to_device
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch import Tensor
+from torchmetrics.utilities.distributed import gather_all_tensors
 
 from ltlight.metrics import SCALAR_KEYS, long_tail_metrics
 
@@ -65,6 +66,8 @@ def collect_outputs(
     with ``features_of``, also the inputs of that layer (the classifier's features)."""
     loaders = loader if isinstance(loader, (list, tuple)) else [loader]
     device = trainer.strategy.root_device
+    if trainer.world_size > 1:
+        _broadcast_buffers(pl_module)
     was_training = pl_module.training
     pl_module.eval()
     logits, targets, features = [], [], []
@@ -86,12 +89,26 @@ def collect_outputs(
     all_logits, all_targets = torch.cat(logits), torch.cat(targets)
     all_features = torch.cat(features) if features_of is not None else None
     if trainer.world_size > 1:  # every rank fits on the whole split
-        gathered = [trainer.strategy.all_gather(x.to(device)) for x in (all_logits, all_targets)]
-        all_logits, all_targets = (x.flatten(0, 1).cpu() for x in gathered)
+        all_logits, all_targets = _gather(all_logits, device), _gather(all_targets, device)
         if all_features is not None:
-            all_features = trainer.strategy.all_gather(all_features.to(device)).flatten(0, 1)
-            all_features = all_features.cpu()
+            all_features = _gather(all_features, device)
     return all_logits, all_targets, all_features
+
+
+def _broadcast_buffers(pl_module: L.LightningModule) -> None:
+    """Give every rank rank 0's buffers (BatchNorm statistics), as DDP does before a training
+    forward: after the last step each rank holds statistics updated by its own batch, and this
+    forward bypasses DDP. Every rank then evaluates the model rank 0 saves in checkpoints."""
+    for buffer in pl_module.buffers():
+        if buffer.numel():
+            torch.distributed.broadcast(buffer, src=0)
+
+
+def _gather(x: Tensor, device: torch.device) -> Tensor:
+    """``x`` of every rank, concatenated on the CPU. Evaluation shards are not padded, so their
+    lengths differ by up to one image per rank: torchmetrics' gather pads and trims them
+    (Lightning's ``all_gather`` needs equal shapes)."""
+    return torch.cat([part.cpu() for part in gather_all_tensors(x.to(device))])
 
 
 def evaluate(pl_module: L.LightningModule, probs: Tensor, target: Tensor) -> dict[str, float]:
