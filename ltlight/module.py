@@ -21,6 +21,7 @@ from ltlight.distributed import is_distributed
 from ltlight.losses import CrossEntropyLoss
 from ltlight.losses.base import check_class_counts, check_range, float_logits
 from ltlight.metrics import SCALAR_KEYS, LongTailMetrics
+from ltlight.models.classifier import get_classifier
 from ltlight.optim import paper_sgd
 from ltlight.preprocessing import Preprocessing
 
@@ -143,6 +144,9 @@ class LongTailModule(L.LightningModule):
         #: LWS's per-class logit scale ``f`` (``z_j ← f_j · z_j``), created by
         #: :class:`~ltlight.callbacks.ClassifierRetraining`; ``None`` otherwise.
         self.class_scale: nn.Parameter | None = None
+        #: The classifier's learning rate relative to the other trained parameters (MiSLAS's
+        #: stage-2 ``lr_factor``); set by :class:`~ltlight.callbacks.ClassifierRetraining`.
+        self.classifier_lr_factor = 1.0
 
     # -- set-up: class counts reach the loss and the metrics --------------------------------
     def setup(self, stage: str) -> None:
@@ -420,8 +424,9 @@ class LongTailModule(L.LightningModule):
 
     # -- optimisation ------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
-        # Frozen parameters (decoupled stage 2) stay out of the optimiser and its weight decay.
-        optimizer = self.optimizer_factory(p for p in self.parameters() if p.requires_grad)
+        optimizer = self.optimizer_factory(self._parameter_groups())
+        if self.classifier_lr_factor != 1.0:  # group 0 is the classifier's
+            optimizer.param_groups[0]["lr"] *= self.classifier_lr_factor
         if self.lr_scheduler_factory is None:
             return optimizer
         scheduler = self.lr_scheduler_factory(optimizer)
@@ -434,6 +439,25 @@ class LongTailModule(L.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
         }
+
+    def _parameter_groups(self) -> list[Tensor] | list[dict[str, list[Tensor]]]:
+        """The trained parameters: frozen ones (decoupled stage 2) stay out of the optimiser and
+        its weight decay; with a ``classifier_lr_factor``, the classifier's come first in a
+        group of their own."""
+        trained = [p for p in self.parameters() if p.requires_grad]
+        if self.classifier_lr_factor == 1.0:
+            return trained
+        in_classifier = {id(p) for p in get_classifier(self.backbone).parameters()}
+        classifier = [p for p in trained if id(p) in in_classifier]
+        if not classifier:
+            raise ValueError(
+                f"classifier_lr_factor is {self.classifier_lr_factor}, but the classifier has no "
+                "trained parameters"
+            )
+        return [
+            {"params": classifier},
+            {"params": [p for p in trained if id(p) not in in_classifier]},
+        ]
 
     # -- exact resume: Lightning does not checkpoint the global RNG states ------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

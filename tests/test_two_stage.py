@@ -205,6 +205,33 @@ def test_mislas_stage_two_shifts_bn_statistics_but_not_bn_weights(tmp_path, stag
     assert module.class_scale is not None
 
 
+def test_mislas_classifier_learning_rate_is_lr_factor_times_the_scales(tmp_path, stage1):
+    """The official stage 2: SGD([classifier, lws], lr) then every epoch
+    classifier lr = lr_factor · cosine(epoch), the scale's = cosine(epoch)."""
+    path, _ = stage1
+    callback = ClassifierRetraining(
+        mode="crt", reinitialize=False, learn_scale=True, classifier_lr_factor=0.2
+    )
+    module, trainer, data = stage2(tmp_path, path, callback, epochs=3)
+    module.lr_scheduler_factory = lambda optimizer: torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=3
+    )
+    seen = []
+    module.on_train_epoch_start = lambda: seen.append(
+        [group["lr"] for group in trainer.optimizers[0].param_groups]
+    )
+    trainer.fit(module, data)
+    groups = trainer.optimizers[0].param_groups
+    assert [id(p) for p in groups[0]["params"]] == [
+        id(p) for p in module.backbone.linear.parameters()
+    ]
+    assert [id(p) for p in groups[1]["params"]] == [id(module.class_scale)]
+    for epoch, (classifier_lr, scale_lr) in enumerate(seen):
+        cosine = 0.5 * 0.1 * (1 + math.cos(math.pi * epoch / 3))
+        assert scale_lr == pytest.approx(cosine)
+        assert classifier_lr == pytest.approx(0.2 * cosine)
+
+
 def test_init_weights_from_another_architecture_names_the_tensor(tmp_path, stage1):
     path, _ = stage1
     wider = LongTailModule(DigitsNet(hidden=16), init_weights=path)
@@ -231,6 +258,10 @@ def test_classifier_retraining_bad_arguments():
         ClassifierRetraining(mode="tau")
     with pytest.raises(ValueError, match="contradicts mode='lws'"):
         ClassifierRetraining(mode="lws", reinitialize=True)
+    with pytest.raises(ValueError, match=r"classifier_lr_factor must be > 0, got 0"):
+        ClassifierRetraining(classifier_lr_factor=0)
+    with pytest.raises(ValueError, match=r"classifier_lr_factor=0.5 contradicts mode='lws'"):
+        ClassifierRetraining(mode="lws", classifier_lr_factor=0.5)
     with pytest.raises(ValueError, match="mixup_alpha must be >= 0"):
         LongTailModule(DigitsNet(), mixup_alpha=-1.0)
 
