@@ -33,6 +33,7 @@ from ltlight.runs import (
     RUN_CONFIG,
     RUNS_ROOT,
     checkpoint_differences,
+    discard_if_empty,
     find_last_checkpoint,
     new_run_dir,
     run_dir_of_checkpoint,
@@ -173,19 +174,24 @@ class LongTailCLI(LightningCLI):
 
     def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
         self.run_dir: Path | None = None
-        super().__init__(
-            LongTailModule,
-            L.LightningDataModule,
-            subclass_mode_model=True,
-            subclass_mode_data=True,
-            seed_everything_default=0,
-            parser_class=_ArgumentParser,
-            save_config_callback=SaveConfigOnceStarted,
-            save_config_kwargs={"overwrite": True},
-            parser_kwargs={"description": "Long-tailed classification with ltlight."},
-            args=args,
-            run=run,
-        )
+        try:
+            super().__init__(
+                LongTailModule,
+                L.LightningDataModule,
+                subclass_mode_model=True,
+                subclass_mode_data=True,
+                seed_everything_default=0,
+                parser_class=_ArgumentParser,
+                save_config_callback=SaveConfigOnceStarted,
+                save_config_kwargs={"overwrite": True},
+                parser_kwargs={"description": "Long-tailed classification with ltlight."},
+                args=args,
+                run=run,
+            )
+        except BaseException:
+            if self.run_dir is not None:  # a start that failed leaves no empty run folder
+                discard_if_empty(self.run_dir)
+            raise
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument(

@@ -83,6 +83,16 @@ def new_run_dir(method_dir: Path, name: str | None = None) -> Path:
     raise FileExistsError(f"no free run folder name for {stamp} in {method_dir}")
 
 
+def discard_if_empty(run_dir: Path) -> None:
+    """Remove ``run_dir`` if nothing was written into it (a start that failed on an argument):
+    its empty sub-folders go too; a folder holding any file is left as it is."""
+    if not run_dir.is_dir() or any(path.is_file() for path in run_dir.rglob("*")):
+        return
+    for folder in sorted(run_dir.rglob("*"), key=lambda path: len(path.parts), reverse=True):
+        folder.rmdir()
+    run_dir.rmdir()
+
+
 def run_checkpoints(run_dir: Path) -> list[Path]:
     """The checkpoints a run can continue from, newest first."""
     paths = [run_dir / INTERRUPTED, *sorted((run_dir / CHECKPOINTS).glob("last*.ckpt"))]

@@ -307,8 +307,19 @@ def test_predict_writes_predictions_csv_into_the_run_folder_and_prints_its_path(
 
 def test_predict_without_a_checkpoint_is_refused(ce_run, monkeypatch, capsys):
     monkeypatch.chdir(ce_run[0])
+    runs_before = sorted((ce_run[0] / "runs" / "digits_lt" / "ce").iterdir())
     assert run_main("predict", "--config", str(CONFIGS / "ce.yaml"), *QUIET) == 2
     assert "predict needs the trained weights" in capsys.readouterr().err
+    # the timed folder reserved for the refused run is gone again; the earlier run is kept
+    assert sorted((ce_run[0] / "runs" / "digits_lt" / "ce").iterdir()) == runs_before
+
+
+def test_a_start_refused_on_an_argument_leaves_no_run_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    config = str(CONFIGS / "ce.yaml")
+    assert run_main("fit", "--config", config, "--model.init_args.ece_bins=0", *QUIET) == 2
+    assert "ece_bins must be >= 1, got 0" in capsys.readouterr().err
+    assert list((tmp_path / "runs" / "digits_lt" / "ce").iterdir()) == []
 
 
 def test_a_loaded_checkpoint_predicts_raw_uint8_images_as_the_loader_does(ce_run):
