@@ -24,23 +24,27 @@ import torch
 from ltlight.data.device_loader import EpochSampler
 from ltlight.losses import GHMCLoss, LDAMLoss, effective_number
 
-WORKER = Path(__file__).with_name("ddp_worker.py")
 WORLD_SIZE = 2
+
+
+def run_worker(name: str, out: Path, *args: str, timeout: int = 600):
+    """``python tests/<name> OUT ARGS`` in ``out`` (its ranks are its own processes): the result."""
+    env = dict(os.environ, WANDB_MODE="disabled", PYTHONUNBUFFERED="1")
+    env.pop("LOCAL_RANK", None)
+    return subprocess.run(
+        [sys.executable, str(Path(__file__).with_name(name)), str(out), *args],
+        cwd=out,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="module")
 def ddp_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp")
-    env = dict(os.environ, WANDB_MODE="disabled", PYTHONUNBUFFERED="1")
-    env.pop("LOCAL_RANK", None)
-    result = subprocess.run(
-        [sys.executable, str(WORKER), str(out)],
-        cwd=out,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = run_worker("ddp_worker.py", out)
     assert result.returncode == 0, result.stderr[-4000:]
     ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in range(WORLD_SIZE)]
     return ranks, out / "weights.pt"
@@ -153,15 +157,7 @@ def test_ghm_histogram_is_all_reduced_identical_on_every_rank_and_equal_to_one_p
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = str(probe.getsockname()[1])
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    worker = Path(__file__).with_name("ddp_ghm_worker.py")
-    result = subprocess.run(
-        [sys.executable, str(worker), str(tmp_path), port],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_worker("ddp_ghm_worker.py", tmp_path, port, timeout=300)
     assert result.returncode == 0, result.stderr[-4000:]
     ranks = [torch.load(tmp_path / f"ghm_rank{r}.pt", weights_only=True) for r in range(2)]
     single = GHMCLoss(momentum=0.75, reduction="none")
@@ -179,17 +175,7 @@ def test_ghm_histogram_is_all_reduced_identical_on_every_rank_and_equal_to_one_p
 def test_sigterm_under_ddp_stops_every_rank_at_one_batch_end_and_saves(tmp_path):
     """Lightning 2.6's own handler broadcasts from inside the signal handler: a collective
     mismatch (gloo aborts; NCCL hangs). InterruptCheckpoint stops both ranks after one batch."""
-    worker = Path(__file__).with_name("ddp_sigterm_worker.py")
-    env = dict(os.environ, WANDB_MODE="disabled", PYTHONUNBUFFERED="1")
-    env.pop("LOCAL_RANK", None)
-    result = subprocess.run(
-        [sys.executable, str(worker), str(tmp_path)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,  # the bound: a hang fails here
-    )
+    result = run_worker("ddp_sigterm_worker.py", tmp_path, timeout=300)  # a hang fails here
     assert result.returncode == 128 + signal.SIGTERM, result.stderr[-4000:]
     stopped = [json.loads((tmp_path / f"stopped{r}.json").read_text()) for r in range(2)]
     # the batch in progress when the signal came finishes, then training goes on to the next
@@ -212,17 +198,7 @@ def test_posthoc_fitted_under_ddp_on_an_odd_validation_split_equals_one_process(
 
     from ltlight.callbacks import PostHocLogitAdjustment, TemperatureScaling
 
-    env = dict(os.environ, WANDB_MODE="disabled", PYTHONUNBUFFERED="1")
-    env.pop("LOCAL_RANK", None)
-    worker = Path(__file__).with_name("ddp_posthoc_worker.py")
-    result = subprocess.run(
-        [sys.executable, str(worker), str(tmp_path)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = run_worker("ddp_posthoc_worker.py", tmp_path)
     assert result.returncode == 0, result.stderr[-4000:]
     ranks = [json.loads((tmp_path / f"posthoc_rank{r}.json").read_text()) for r in range(2)]
     assert ranks[0] == ranks[1]
