@@ -21,7 +21,24 @@ def paper_sgd(params: Iterable) -> torch.optim.SGD:
     return torch.optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=2e-4)
 
 
-class WarmupMultiStepLR(LRScheduler):
+class _EpochFactorLR(LRScheduler):
+    """A schedule ``base_lr · factor(epoch)`` whose epochs may resolve once the run's length is
+    known (:meth:`set_max_epochs`); subclasses write :meth:`factor`."""
+
+    def factor(self, epoch: int) -> float:
+        raise NotImplementedError
+
+    def get_lr(self) -> list[float]:
+        return [base_lr * self.factor(self.last_epoch) for base_lr in self.base_lrs]
+
+    def _apply_current_lr(self) -> None:
+        """Set the optimiser's rates for the current epoch (after its epochs were resolved)."""
+        for group, lr in zip(self.optimizer.param_groups, self.get_lr(), strict=True):
+            group["lr"] = lr
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+
+class WarmupMultiStepLR(_EpochFactorLR):
     """Linear warm-up, then multiplicative steps; stepped once per epoch.
 
     Epoch ``e`` (counting from 0) uses ``base_lr · (e + 1) / warmup_epochs`` while
@@ -86,9 +103,7 @@ class WarmupMultiStepLR(LRScheduler):
         """Resolve fractions against the run's length and check every milestone lies inside it."""
         self.max_epochs = max_epochs
         self._resolve(max_epochs)
-        for group, lr in zip(self.optimizer.param_groups, self.get_lr(), strict=True):
-            group["lr"] = lr
-        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+        self._apply_current_lr()
 
     def factor(self, epoch: int) -> float:
         """The multiplier of the base learning rate at ``epoch``."""
@@ -96,11 +111,8 @@ class WarmupMultiStepLR(LRScheduler):
             return (epoch + 1) / self.warmup_epochs
         return self.gamma ** sum(epoch >= m for m in self.milestones)
 
-    def get_lr(self) -> list[float]:
-        return [base_lr * self.factor(self.last_epoch) for base_lr in self.base_lrs]
 
-
-class WarmupCosineLR(LRScheduler):
+class WarmupCosineLR(_EpochFactorLR):
     """Linear warm-up, then cosine decay to ``min_lr_ratio · base_lr`` at the end of the run.
 
     Epoch ``e`` uses ``base_lr · (e + 1) / warmup_epochs`` while ``e < warmup_epochs``, then
@@ -145,9 +157,7 @@ class WarmupCosineLR(LRScheduler):
         check_before_end(
             "WarmupCosineLR", "warmup_epochs", self.warmup, self.warmup_epochs, max_epochs
         )
-        for group, lr in zip(self.optimizer.param_groups, self.get_lr(), strict=True):
-            group["lr"] = lr
-        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+        self._apply_current_lr()
 
     def factor(self, epoch: int) -> float:
         """The multiplier of the base learning rate at ``epoch``."""
@@ -158,6 +168,3 @@ class WarmupCosineLR(LRScheduler):
         span = self.max_epochs - self.warmup_epochs
         cosine = (1 + math.cos(math.pi * (epoch - self.warmup_epochs) / span)) / 2
         return self.min_lr_ratio + (1 - self.min_lr_ratio) * cosine
-
-    def get_lr(self) -> list[float]:
-        return [base_lr * self.factor(self.last_epoch) for base_lr in self.base_lrs]
