@@ -45,7 +45,7 @@ from torch import Tensor
 from torchmetrics import Metric
 
 from ltlight._lightning_internals import forget_computed
-from ltlight.losses.base import check_class_counts
+from ltlight.checks import check_class_counts
 
 #: Names of the shot groups, in the order :func:`shot_groups` numbers them.
 SHOT_GROUPS = ("many", "medium", "few")

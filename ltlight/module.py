@@ -17,9 +17,10 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from ltlight._lightning_internals import hyperparameters_given_by_cli
+from ltlight.checks import check_class_counts, check_range
 from ltlight.distributed import is_distributed
 from ltlight.losses import CrossEntropyLoss
-from ltlight.losses.base import check_class_counts, check_range, float_logits
+from ltlight.losses.base import float_logits
 from ltlight.metrics import SCALAR_KEYS, LongTailMetrics
 from ltlight.models.classifier import get_classifier
 from ltlight.optim import paper_sgd

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ltlight.callbacks._epoch_switch import EpochScheduleCallback
-from ltlight.losses.base import check_range
+from ltlight.checks import check_range
 from ltlight.models.classifier import get_classifier
 
 MODES = ("crt", "lws")

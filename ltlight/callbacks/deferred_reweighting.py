@@ -12,8 +12,8 @@ import lightning as L
 import torch
 
 from ltlight.callbacks._epoch_switch import Epoch, EpochScheduleCallback, check_epoch
+from ltlight.checks import check_range
 from ltlight.losses import effective_number, inverse_frequency
-from ltlight.losses.base import check_range
 
 WEIGHTS = ("effective_number", "inverse_frequency")
 

@@ -13,7 +13,7 @@ from ltlight.callbacks._epoch_switch import (
     check_epoch,
     resolve_epoch,
 )
-from ltlight.losses.base import check_range
+from ltlight.checks import check_range
 
 MODES = ("linear", "cosine")
 

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from ltlight.callbacks._posthoc import PostHocCallback, collect_outputs
-from ltlight.losses.base import check_range
+from ltlight.checks import check_range
 
 #: The τ searched on the validation split when none is given: 0, 0.05, ..., 2.
 DEFAULT_GRID = tuple(round(0.05 * i, 2) for i in range(41))

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from ltlight.callbacks._posthoc import PostHocCallback, collect_outputs, validation_loader
 from ltlight.callbacks.logit_adjustment import balanced_error
-from ltlight.losses.base import check_range
+from ltlight.checks import check_range
 from ltlight.models.classifier import get_classifier
 from ltlight.models.normed_linear import NormedLinear
 

@@ -23,7 +23,6 @@ every other re-balancing callback therefore work with a new loss without knowing
 it.
 """
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,63 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ltlight.checks import check_choice, check_class_counts, check_integer
+
 REDUCTIONS = ("mean", "sum", "none")
-
-
-def check_class_counts(class_counts: Sequence[int] | Tensor) -> Tensor:
-    """Return ``class_counts`` as a 1-D int64 tensor; raise ``ValueError`` saying what is wrong."""
-    try:
-        counts = torch.as_tensor(class_counts)
-    except (TypeError, ValueError, RuntimeError) as error:
-        raise ValueError(
-            f"class_counts must be a 1-D sequence of positive integers, got {class_counts!r}"
-        ) from error
-    if counts.dim() != 1 or counts.numel() == 0:
-        raise ValueError(
-            f"class_counts must be a non-empty 1-D sequence of positive integers, "
-            f"got shape {tuple(counts.shape)}"
-        )
-    if counts.is_complex() or counts.dtype == torch.bool:
-        raise ValueError(f"class_counts must be integers, got dtype {counts.dtype}")
-    if counts.is_floating_point() and not bool(
-        torch.all(torch.isfinite(counts) & (counts == counts.round()))
-    ):
-        raise ValueError(f"class_counts must be integers, got {counts.tolist()}")
-    counts = counts.to(torch.int64)
-    if bool(torch.any(counts < 1)):
-        bad = [(i, int(c)) for i, c in enumerate(counts.tolist()) if c < 1]
-        raise ValueError(
-            f"class_counts must be positive integers (>= 1), got {bad[:5]} as (class, count); "
-            "an empty class cannot be re-balanced: drop it or give it at least one sample"
-        )
-    return counts
-
-
-def check_range(
-    name: str,
-    value: float,
-    low: float,
-    high: float = math.inf,
-    *,
-    low_open: bool = False,
-    high_open: bool = False,
-) -> float:
-    """Return ``value`` as a float if it lies in the interval, else raise a ``ValueError``.
-
-    The message names the argument, the value received and the allowed range, e.g.
-    ``"gamma must be in [0, 1], got 1.5"``; NaN is never in range.
-    """
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name} must be a real number, got {value!r}")
-    above = value > low if low_open else value >= low
-    below = value < high if high_open or high == math.inf else value <= high
-    if not (above and below):
-        if high == math.inf:
-            allowed = f"{'>' if low_open else '>='} {low:g}"
-        else:
-            allowed = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-        raise ValueError(f"{name} must be {allowed}, got {value!r}")
-    return float(value)
 
 
 def float_logits(logits: Tensor) -> Tensor:
@@ -165,10 +110,8 @@ class LongTailLoss(nn.Module):
         ignore_index: int = -100,
     ) -> None:
         super().__init__()
-        if reduction not in REDUCTIONS:
-            raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-        if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
-            raise ValueError(f"ignore_index must be an integer, got {ignore_index!r}")
+        check_choice("reduction", reduction, REDUCTIONS)
+        ignore_index = check_integer("ignore_index", ignore_index)
         self.reduction = reduction
         self.ignore_index = ignore_index
         # Empty means "no weight"; a tensor either way, so it always sits on the module's device.

@@ -6,13 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ltlight.losses.base import (
-    LongTailLoss,
-    check_range,
-    dense_target,
-    float_logits,
-    index_target,
-)
+from ltlight.checks import check_range
+from ltlight.losses.base import LongTailLoss, dense_target, float_logits, index_target
 
 
 def _modulating_factor(one_minus_p: Tensor, gamma: float) -> Tensor:

@@ -6,8 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ltlight.checks import check_range
 from ltlight.distributed import is_distributed
-from ltlight.losses.base import LongTailLoss, check_range, dense_target, float_logits
+from ltlight.losses.base import LongTailLoss, dense_target, float_logits
 
 
 def _count_per_bin(bin_of_element: Tensor, bins: int) -> tuple[Tensor, Tensor]:

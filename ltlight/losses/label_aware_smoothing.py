@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ltlight.losses.base import LongTailLoss, check_range, float_logits, index_target
+from ltlight.checks import check_range
+from ltlight.losses.base import LongTailLoss, float_logits, index_target
 
 SHAPES = ("concave", "linear", "convex")
 

@@ -5,7 +5,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from ltlight.losses.base import LongTailLoss, check_range, float_logits
+from ltlight.checks import check_range
+from ltlight.losses.base import LongTailLoss, float_logits
 
 
 class LogitAdjustedLoss(LongTailLoss):

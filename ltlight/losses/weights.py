@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from ltlight.losses.base import check_class_counts, check_range
+from ltlight.checks import check_class_counts, check_range
 
 
 def _normalised(weights: Tensor) -> Tensor:
