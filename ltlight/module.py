@@ -22,7 +22,7 @@ from ltlight.distributed import is_distributed
 from ltlight.losses import CrossEntropyLoss
 from ltlight.losses.base import float_logits
 from ltlight.metrics import SCALAR_KEYS, LongTailMetrics
-from ltlight.models.classifier import get_classifier
+from ltlight.models.heads import get_classifier
 from ltlight.optim import paper_sgd
 from ltlight.preprocessing import Preprocessing
 

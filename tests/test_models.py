@@ -212,3 +212,29 @@ def test_models_build_from_a_jsonargparse_class_path(class_path, init_args, expe
 def test_bad_sizes_raise_value_error_naming_the_argument(build, argument):
     with pytest.raises(ValueError, match=argument):
         build()
+
+
+@pytest.mark.parametrize(
+    ("build", "size", "width"),
+    [
+        (lambda normed: resnet20(num_classes=6, normed=normed), 32, 64),
+        (lambda normed: DigitsNet(num_classes=6, hidden=8, normed=normed), 8, 16),
+    ],
+)
+@pytest.mark.parametrize("normed", [False, True])
+def test_every_backbone_speaks_timms_head_interface(build, size, width, normed):
+    model = build(normed).eval()
+    channels = 3 if isinstance(model, CifarResNet) else 1
+    x = torch.randn(3, channels, size, size)
+    with torch.no_grad():
+        features = model.forward_features(x)
+        pooled = model.forward_head(features, pre_logits=True)
+        assert features.dim() == 4 and pooled.shape == (3, width)
+        assert torch.equal(pooled, features.mean((2, 3)))
+        assert torch.equal(model.forward_head(features), model.get_classifier()(pooled))
+        assert torch.equal(model.forward_head(features), model(x))
+    model.reset_classifier(4)
+    head = model.get_classifier()
+    assert head.out_features == 4 and model.num_classes == 4
+    assert isinstance(head, NormedLinear) == normed
+    assert model(x).shape == (3, 4)

@@ -10,7 +10,6 @@ from ltlight.models import (
     ImageNetResNet,
     NormedLinear,
     get_classifier,
-    reset_classifier,
     resnet50,
     resnet152,
     resnext50_32x4d,
@@ -33,7 +32,8 @@ def test_same_parameters_as_torchvision_so_its_checkpoints_load(ours, theirs):
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(model(x), reference(x))
-        assert torch.equal(model.fc(model.features(x)), model(x))
+        pooled = model.forward_head(model.forward_features(x), pre_logits=True)
+        assert pooled.shape == (1, 2048) and torch.equal(model.fc(pooled), model(x))
 
 
 def test_parameter_counts_are_the_published_ones():
@@ -49,12 +49,13 @@ def test_cosine_head_and_timm_head_methods():
     with torch.no_grad():
         logits = model.eval()(torch.randn(2, 3, 64, 64))
     assert logits.shape == (2, 7) and logits.abs().max() <= 1 + 1e-6  # cosines
-    head = reset_classifier(model, 4)
+    model.reset_classifier(4)
+    head = model.get_classifier()
     assert isinstance(head, NormedLinear) and head.out_features == 4 and model.num_classes == 4
     plain = resnext50_32x4d(num_classes=3)
     plain.reset_classifier(5)
     assert type(plain.get_classifier()) is nn.Linear and plain.fc.out_features == 5
-    with pytest.raises(ValueError, match="num_classes must be >= 1, got 0"):
+    with pytest.raises(ValueError, match="num_classes must be an integer >= 1, got 0"):
         resnet50(num_classes=0)
 
 

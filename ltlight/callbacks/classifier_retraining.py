@@ -11,7 +11,7 @@ from torch import nn
 
 from ltlight.callbacks._epoch_switch import EpochScheduleCallback
 from ltlight.checks import check_range
-from ltlight.models.classifier import get_classifier
+from ltlight.models.heads import get_classifier
 
 MODES = ("crt", "lws")
 

@@ -11,8 +11,8 @@ from torch import Tensor, nn
 from ltlight.callbacks._posthoc import PostHocCallback, collect_outputs, validation_loader
 from ltlight.callbacks.logit_adjustment import balanced_error
 from ltlight.checks import check_range
-from ltlight.models.classifier import get_classifier
-from ltlight.models.normed_linear import NormedLinear
+from ltlight.models.heads import get_classifier
+from ltlight.models.heads import NormedLinear
 
 #: The τ searched on the validation split when none is given: 0, 0.05, ..., 1.
 DEFAULT_GRID = tuple(round(0.05 * i, 2) for i in range(21))

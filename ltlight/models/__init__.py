@@ -1,9 +1,9 @@
 """Backbones: the CIFAR and ImageNet ResNets of He et al. (2016) with an optional cosine head, a
-digits net."""
+digits net; every one speaks timm's head interface (``forward_features``, ``forward_head``,
+``get_classifier``, ``reset_classifier``)."""
 
-from ltlight.models.classifier import get_classifier, reset_classifier
 from ltlight.models.digits_net import DigitsNet
-from ltlight.models.normed_linear import NormedLinear
+from ltlight.models.heads import ClassifierHeadMixin, NormedLinear, get_classifier, make_head
 from ltlight.models.resnet_cifar import (
     BasicBlock,
     CifarResNet,
@@ -18,12 +18,13 @@ from ltlight.models.resnet_imagenet import ImageNetResNet, resnet50, resnet152, 
 __all__ = [
     "BasicBlock",
     "CifarResNet",
+    "ClassifierHeadMixin",
     "DigitsNet",
     "ImageNetResNet",
     "NormedLinear",
     "OptionAShortcut",
     "get_classifier",
-    "reset_classifier",
+    "make_head",
     "resnet20",
     "resnet32",
     "resnet44",

@@ -1,12 +1,12 @@
 """A small convolutional net for the 8×8 Digits-LT images: seconds per epoch on a laptop CPU."""
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ltlight.models.normed_linear import NormedLinear
+from ltlight.checks import check_integer
+from ltlight.models.heads import ClassifierHeadMixin, make_head
 
 
-class DigitsNet(nn.Module):
+class DigitsNet(ClassifierHeadMixin, nn.Module):
     """Three 3×3 conv–BN–ReLU layers (8×8 → 4×4 by one stride), global pooling, a linear head.
 
     Channels ``hidden → 2·hidden → 2·hidden``; about 56k parameters at ``hidden=32``. Not from a
@@ -21,6 +21,8 @@ class DigitsNet(nn.Module):
         normed: a :class:`NormedLinear` cosine head instead of ``nn.Linear``.
     """
 
+    head_name = "linear"
+
     def __init__(
         self,
         num_classes: int = 10,
@@ -34,8 +36,7 @@ class DigitsNet(nn.Module):
             ("in_channels", in_channels),
             ("hidden", hidden),
         ):
-            if value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
+            check_integer(name, value, 1)
         self.num_classes = num_classes
         width = 2 * hidden
         self.body = nn.Sequential(
@@ -49,29 +50,8 @@ class DigitsNet(nn.Module):
             nn.BatchNorm2d(width),
             nn.ReLU(),
         )
-        self.linear: nn.Module = (
-            NormedLinear(width, num_classes) if normed else nn.Linear(width, num_classes)
-        )
+        self.linear = make_head(width, num_classes, normed)
 
-    def features(self, x: Tensor) -> Tensor:
-        """The pooled ``2·hidden``-dimensional features the head sees."""
-        return F.adaptive_avg_pool2d(self.body(x), 1).flatten(1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.linear(self.features(x))
-
-    def get_classifier(self) -> nn.Module:
-        """The head (timm's convention): ``nn.Linear`` or :class:`NormedLinear`."""
-        return self.linear
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """A new head of the same kind for ``num_classes`` classes (timm's convention)."""
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-        old = self.linear
-        in_features = old.in_features
-        head = NormedLinear if isinstance(old, NormedLinear) else nn.Linear
-        self.linear = head(in_features, num_classes)
-        weight = next(old.parameters())
-        self.linear.to(device=weight.device, dtype=weight.dtype)
-        self.num_classes = num_classes
+    def forward_features(self, x: Tensor) -> Tensor:
+        """The ``(N, 2·hidden, H/2, W/2)`` feature map before pooling."""
+        return self.body(x)

@@ -15,7 +15,8 @@ Fashion-MNIST), and the pooling is adaptive, so other image sizes work too.
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ltlight.models.normed_linear import NormedLinear
+from ltlight.checks import check_integer
+from ltlight.models.heads import ClassifierHeadMixin, make_head
 
 
 class OptionAShortcut(nn.Module):
@@ -65,8 +66,11 @@ class BasicBlock(nn.Module):
         return F.relu(out + self.shortcut(x))
 
 
-class CifarResNet(nn.Module):
+class CifarResNet(ClassifierHeadMixin, nn.Module):
     """ResNet for 32×32 images: stem, three stages of ``blocks_per_stage`` blocks, linear head.
+
+    timm's head interface (:class:`~ltlight.models.heads.ClassifierHeadMixin`): the head is
+    ``linear`` as in the official code; a new linear head is ``kaiming_normal_`` initialised.
 
     Args:
         blocks_per_stage: ``n`` in the paper; the depth is ``6n + 2`` (3 → ResNet-20, 5 → 32).
@@ -75,6 +79,9 @@ class CifarResNet(nn.Module):
         normed: a :class:`NormedLinear` cosine head (for LDAM, official ``use_norm=True``)
             instead of ``nn.Linear``.
     """
+
+    head_name = "linear"
+    head_init = nn.init.kaiming_normal_
 
     def __init__(
         self,
@@ -89,17 +96,14 @@ class CifarResNet(nn.Module):
             ("num_classes", num_classes),
             ("in_channels", in_channels),
         ):
-            if value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
+            check_integer(name, value, 1)
         self.num_classes = num_classes
         self.conv1 = nn.Conv2d(in_channels, 16, 3, stride=1, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(16)
         self.layer1 = self._make_stage(16, 16, blocks_per_stage, stride=1)
         self.layer2 = self._make_stage(16, 32, blocks_per_stage, stride=2)
         self.layer3 = self._make_stage(32, 64, blocks_per_stage, stride=2)
-        self.linear: nn.Module = (
-            NormedLinear(64, num_classes) if normed else nn.Linear(64, num_classes)
-        )
+        self.linear = make_head(64, num_classes, normed)
         for module in self.modules():
             # NormedLinear keeps its own (official) initialisation.
             if isinstance(module, (nn.Conv2d, nn.Linear)):
@@ -111,32 +115,10 @@ class CifarResNet(nn.Module):
         layers += [BasicBlock(out_channels, out_channels) for _ in range(blocks - 1)]
         return nn.Sequential(*layers)
 
-    def features(self, x: Tensor) -> Tensor:
-        """The 64-dimensional pooled features the head sees."""
+    def forward_features(self, x: Tensor) -> Tensor:
+        """The ``(N, 64, H/4, W/4)`` feature map before pooling."""
         out = F.relu(self.bn1(self.conv1(x)))
-        out = self.layer3(self.layer2(self.layer1(out)))
-        return F.adaptive_avg_pool2d(out, 1).flatten(1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.linear(self.features(x))
-
-    def get_classifier(self) -> nn.Module:
-        """The head (timm's convention): ``nn.Linear`` or :class:`NormedLinear`."""
-        return self.linear
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """A new head of the same kind for ``num_classes`` classes (timm's convention)."""
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-        old = self.linear
-        in_features = old.in_features
-        head = NormedLinear if isinstance(old, NormedLinear) else nn.Linear
-        self.linear = head(in_features, num_classes)
-        if isinstance(self.linear, nn.Linear):
-            nn.init.kaiming_normal_(self.linear.weight)
-        weight = next(old.parameters())
-        self.linear.to(device=weight.device, dtype=weight.dtype)
-        self.num_classes = num_classes
+        return self.layer3(self.layer2(self.layer1(out)))
 
 
 def resnet20(num_classes: int = 10, in_channels: int = 3, normed: bool = False) -> CifarResNet:

@@ -5,16 +5,18 @@ Places-LT and iNaturalist recipes: ResNet-50 (iNaturalist, ImageNet-LT), ResNeXt
 
 The network is torchvision's own ``ResNet`` (same modules, names and initialisation, so its
 checkpoints load), with ``fc`` replaced by :class:`~ltlight.models.NormedLinear` when
-``normed=True``, and timm's ``get_classifier()`` / ``reset_classifier(num_classes)``.
+``normed=True``, and timm's head interface (``forward_features``, ``forward_head``,
+``get_classifier()``, ``reset_classifier(num_classes)``).
 """
 
-from torch import Tensor, nn
+from torch import Tensor
 from torchvision.models.resnet import Bottleneck, ResNet
 
-from ltlight.models.normed_linear import NormedLinear
+from ltlight.checks import check_integer
+from ltlight.models.heads import ClassifierHeadMixin, make_head
 
 
-class ImageNetResNet(ResNet):
+class ImageNetResNet(ClassifierHeadMixin, ResNet):
     """torchvision's bottleneck ``ResNet`` with an optional cosine head and timm's head methods.
 
     Args:
@@ -35,8 +37,7 @@ class ImageNetResNet(ResNet):
         normed: bool = False,
         zero_init_residual: bool = False,
     ) -> None:
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        check_integer("num_classes", num_classes, 1)
         super().__init__(
             Bottleneck,
             layers,
@@ -47,28 +48,12 @@ class ImageNetResNet(ResNet):
         )
         self.num_classes = num_classes
         if normed:
-            self.fc = NormedLinear(self.fc.in_features, num_classes)
+            self.fc = make_head(self.fc.in_features, num_classes, normed=True)
 
-    def features(self, x: Tensor) -> Tensor:
-        """The pooled 2048-dimensional features the head sees."""
+    def forward_features(self, x: Tensor) -> Tensor:
+        """The ``(N, 2048, H/32, W/32)`` feature map before pooling."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.avgpool(x).flatten(1)
-
-    def get_classifier(self) -> nn.Module:
-        """The head (timm's convention): ``nn.Linear`` or :class:`NormedLinear`."""
-        return self.fc
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """A new head of the same kind for ``num_classes`` classes, torchvision-initialised."""
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-        old = self.fc
-        head = NormedLinear if isinstance(old, NormedLinear) else nn.Linear
-        self.fc = head(old.in_features, num_classes)
-        weight = next(old.parameters())
-        self.fc.to(device=weight.device, dtype=weight.dtype)
-        self.num_classes = num_classes
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
 
 def resnet50(num_classes: int = 1000, normed: bool = False) -> ImageNetResNet:
