@@ -224,7 +224,7 @@ def _mean_per_class(errors: list[list[float]]) -> list[float]:
 def prior_shift(runs: list[dict], ratio: float) -> tuple[list[str], dict[str, list[float]]]:
     """Per method: the error (fraction) under each shifted test prior, from the mean per-class
     error over seeds; ``ce + LA(q)`` uses the logits adjusted to each known prior."""
-    from ltlight.prior_shift import error_under_prior
+    from ltlight.metrics.prior_shift import error_under_prior
 
     at_ratio = [r for r in runs if r["ratio"] == ratio]
     priors = next((r["priors"] for r in at_ratio if "priors" in r), None)
@@ -398,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
                     wall = time.perf_counter() - start
                     extra_fields: dict = {}
                     if method == "ce":  # before posthoc_rows, whose τ-norm rewrites the classifier
-                        from ltlight.prior_shift import shifted_priors
+                        from ltlight.metrics.prior_shift import shifted_priors
 
                         priors = shifted_priors(cli.model.class_counts)
                         extra_fields = {

@@ -331,7 +331,7 @@ def test_update_on_cuda_never_synchronises_with_the_host():
             metric.update(probs, target)
     finally:
         torch.cuda.set_sync_debug_mode("default")
-    assert metric.class_total.device.type == "cuda"
+    assert metric.cell_count.device.type == "cuda"
     assert metric.compute()["ece"].item() == pytest.approx(
         long_tail_metrics(probs.cpu(), target.cpu(), 10)["ece"].item(), abs=1e-6
     )

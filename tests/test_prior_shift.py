@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from ltlight import LongTailModule
+from ltlight.metrics.prior_shift import error_under_prior, shifted_prior, shifted_priors
 from ltlight.models import DigitsNet
-from ltlight.prior_shift import error_under_prior, shifted_prior, shifted_priors
 from ltlight.reports import prior_shift_figure
 
 

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ltlight.checks import check_range
+
 #: The protocol's imbalance ratios of the shifted test priors (each forward and backward).
 RATIOS = (50, 25, 10, 5, 2)
 
@@ -25,8 +27,7 @@ def shifted_prior(class_counts: Sequence[int], ratio: float, backward: bool = Fa
     ``q_j ∝ ρ^{−r_j / (C − 1)}``, ``r_j`` the rank of class ``j`` by training count (0 the most
     frequent; ties by index) — or, ``backward``, ``C − 1 − r_j``. ``ρ = 1`` is uniform.
     """
-    if ratio < 1:
-        raise ValueError(f"ratio must be >= 1, got {ratio}")
+    check_range("ratio", ratio, 1.0)
     counts = np.asarray(class_counts, dtype=np.float64)
     rank = np.empty(len(counts))
     rank[np.argsort(-counts, kind="stable")] = np.arange(len(counts))
