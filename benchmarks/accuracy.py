@@ -124,7 +124,7 @@ def run_one(
 
 def evaluate_on_test(cli) -> dict:
     """Metrics of the module as it now predicts (with any post-hoc state) on the test split."""
-    from ltlight.callbacks._posthoc import collect_outputs, evaluate
+    from ltlight.callbacks.posthoc.base import collect_outputs, evaluate
     from ltlight.metrics import long_tail_metrics
 
     trainer, module = cli.trainer, cli.model
@@ -160,7 +160,7 @@ def posthoc_rows(cli, method: str, with_posthoc: bool) -> list[tuple[str, dict]]
         with_ts(f"{method} + LA")
         module.set_logit_adjustment(0.0)
         TauNormalization().calibrate(trainer, module)
-        tau = float(module.calibration_classifier_tau)
+        tau = float(module.calibration.classifier_tau)
         rows.append((f"{method} + τ-norm", {**evaluate_on_test(cli), "tau": tau}))
         with_ts(f"{method} + τ-norm")
     return rows
@@ -424,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
         if curves:
             shift_tables.append(prior_shift_table(labels, curves, ratio))
             if args.figure is not None and ratio == ratios[0]:
-                from ltlight.reports import prior_shift_figure
+                from ltlight.figures import prior_shift_figure
 
                 title = f"{args.dataset}, trained at ratio {ratio:g}: error under test priors"
                 prior_shift_figure(curves, labels, title=title).savefig(args.figure, dpi=100)

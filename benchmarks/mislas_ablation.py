@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     accuracy = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(accuracy)
     from ltlight.callbacks import TemperatureScaling
-    from ltlight.callbacks._posthoc import collect_outputs
+    from ltlight.callbacks.posthoc.base import collect_outputs
 
     configs = accuracy.ROOT / "configs" / "fashion_mnist_lt"
     print(

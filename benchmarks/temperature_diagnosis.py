@@ -92,7 +92,7 @@ def fit_bias_corrected_temperature(logits, target, max_iter: int = 200):
 
 def adjusted_logits(trainer, module, loader):
     """The logits ``module`` predicts with before ``T`` (float64), and the targets."""
-    from ltlight.callbacks._posthoc import collect_outputs
+    from ltlight.callbacks.posthoc.base import collect_outputs
 
     raw, target, _ = collect_outputs(trainer, module, loader)
     return module.adjusted_logits(raw.to(module.device)).double().cpu(), target
@@ -110,8 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(name).setLevel(logging.ERROR)
     accuracy, recipe = _load("accuracy"), _load("mislas_ablation").COMMON
     from ltlight.callbacks import PostHocLogitAdjustment, TauNormalization
-    from ltlight.callbacks._posthoc import validation_loader
-    from ltlight.callbacks.temperature_scaling import fit_temperature
+    from ltlight.callbacks.posthoc.base import validation_loader
+    from ltlight.callbacks.posthoc.temperature_scaling import fit_temperature
 
     configs = accuracy.ROOT / "configs" / "fashion_mnist_lt"
     print(

@@ -1,4 +1,5 @@
-"""Every place ltlight relies on private or version-specific Lightning / torchmetrics behaviour.
+"""Every place ltlight relies on private or version-specific Lightning / torchmetrics / torch
+behaviour.
 
 Public APIs are used everywhere else. What is here has no public counterpart in the tested
 versions; each function states its assumption, and ``tests/test_lightning_internals.py`` checks
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from types import FrameType
 
 import lightning as L
+from torch.optim.lr_scheduler import LRScheduler
 from torchmetrics import Metric
 
 #: The Lightning minor versions CI runs (``lightning>=2.6,<2.7`` in pyproject.toml).
@@ -81,3 +83,13 @@ def request_stop(trainer: L.Trainer) -> None:
     on the same batch boundary, with no collective inside a signal handler.
     """
     trainer._signal_connector.received_sigterm = True
+
+
+def remember_last_lr(scheduler: LRScheduler) -> None:
+    """Make ``scheduler.get_last_lr()`` return the optimiser's current rates.
+
+    Assumption: torch's ``LRScheduler.get_last_lr()`` returns ``scheduler._last_lr``, which only
+    ``step()`` sets; a schedule whose rates change outside ``step()`` (ltlight's, once the run's
+    length is known) sets it here, so Lightning's ``LearningRateMonitor`` logs the real rate.
+    """
+    scheduler._last_lr = [group["lr"] for group in scheduler.optimizer.param_groups]

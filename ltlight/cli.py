@@ -23,9 +23,9 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
-from ltlight.callbacks.finite_loss import NonFiniteLossError
-from ltlight.callbacks.interrupt_checkpoint import InterruptCheckpoint
 from ltlight.callbacks.prediction_writer import PredictionWriter
+from ltlight.callbacks.run_safety.finite_loss import NonFiniteLossError
+from ltlight.callbacks.run_safety.interrupt_checkpoint import InterruptCheckpoint
 from ltlight.checkpoint_file import read_checkpoint
 from ltlight.module import LongTailModule
 from ltlight.runs import (

@@ -5,7 +5,6 @@ the counts to its loss at setup; callbacks (DRW, DRS, γ schedules) reach the lo
 ``module.loss`` and change its weight or parameters between epochs.
 """
 
-import random
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -17,8 +16,9 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from ltlight._lightning_internals import hyperparameters_given_by_cli
-from ltlight.checks import check_class_counts, check_range
-from ltlight.distributed import is_distributed
+from ltlight.calibration import PostHocCalibration
+from ltlight.checkpoints import load_backbone_weights
+from ltlight.checks import check_class_counts, check_integer, check_range
 from ltlight.losses import CrossEntropyLoss
 from ltlight.losses.base import float_logits
 from ltlight.metrics import SCALAR_KEYS, LongTailMetrics
@@ -28,12 +28,6 @@ from ltlight.preprocessing import Preprocessing
 
 OptimizerFactory = Callable[[Iterable], Optimizer]
 SchedulerFactory = Callable[[Optimizer], LRScheduler]
-
-
-def _numpy_state_to_primitives(state: tuple) -> tuple:
-    """NumPy's RNG state without arrays, so checkpoints load with ``weights_only=True``."""
-    name, keys, pos, has_gauss, cached_gaussian = state
-    return (name, keys.tolist(), int(pos), int(has_gauss), float(cached_gaussian))
 
 
 class LongTailModule(L.LightningModule):
@@ -67,13 +61,18 @@ class LongTailModule(L.LightningModule):
         mixup_alpha: mixup (Zhang et al., ICLR 2018) of the training batches when > 0, as in
             MiSLAS's stage 1: ``x = λ·x + (1 − λ)·x[perm]``, loss ``λ·ℓ(z, y) + (1 − λ)·ℓ(z,
             y[perm])``, ``λ ~ Beta(α, α)`` drawn once per batch (NumPy's global generator, as
-            the official code; saved with the other RNG states). 0: off (MiSLAS: 1.0).
+            the official code; checkpointed by :class:`~ltlight.callbacks.RNGState`). 0: off
+            (MiSLAS: 1.0).
 
     Post-hoc calibration (set by :class:`~ltlight.callbacks.TemperatureScaling`,
-    :class:`~ltlight.callbacks.PostHocLogitAdjustment`, or by hand) lives in buffers saved with
-    the checkpoint: ``temperature`` ``T`` (1.0 until fitted), ``logit_adjustment_tau`` ``τ``
-    (0.0 until set) and the offset ``−τ·log π (+ log q)``. :meth:`predict_proba`, and so every
-    metric and prediction, uses them: ``softmax((z − τ·log π + log q) / T)``.
+    :class:`~ltlight.callbacks.PostHocLogitAdjustment`, or by hand) lives in
+    ``module.calibration`` (:class:`~ltlight.calibration.PostHocCalibration`, saved with the
+    checkpoint): ``temperature`` ``T`` (1.0 until fitted), ``logit_adjustment_tau`` ``τ`` (0.0
+    until set) and the offset ``−τ·log π (+ log q)``. :meth:`predict_proba`, and so every metric
+    and prediction, uses them: ``softmax((z − τ·log π + log q) / T)``.
+
+    Every run gets :class:`~ltlight.callbacks.StopOnNonFiniteLoss` and
+    :class:`~ltlight.callbacks.RNGState` (exact resume) unless the trainer has its own.
 
     Subclasses change one step by overriding :meth:`forward` (images → logits),
     :meth:`compute_loss` (logits, target → scalar) or :meth:`predict_proba` (logits →
@@ -103,15 +102,13 @@ class LongTailModule(L.LightningModule):
     ) -> None:
         super().__init__()
         check_range("mixup_alpha", mixup_alpha, 0.0)
-        if num_classes is not None and num_classes < 2:
-            raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+        check_integer("num_classes", num_classes, 2, optional=True)
+        check_integer("ece_bins", ece_bins, 1)
         if few_shot_threshold > many_shot_threshold:
             raise ValueError(
                 f"few_shot_threshold ({few_shot_threshold}) must be <= many_shot_threshold "
                 f"({many_shot_threshold})"
             )
-        if ece_bins < 1:
-            raise ValueError(f"ece_bins must be >= 1, got {ece_bins}")
         objects = ["backbone", "loss", "optimizer", "lr_scheduler", "callbacks"]
         self.save_hyperparameters(ignore=None if hyperparameters_given_by_cli() else objects)
         self.backbone = backbone
@@ -136,12 +133,8 @@ class LongTailModule(L.LightningModule):
             self.backbone.compile()
         self.init_weights = init_weights
         self.mixup_alpha = float(mixup_alpha)
-        # Post-hoc calibration: buffers, so they move with the module and live in checkpoints.
-        self.register_buffer("calibration_temperature", torch.ones(()))
-        self.register_buffer("calibration_tau", torch.zeros(()))
-        self.register_buffer("calibration_offset", torch.zeros(0))
-        # τ of τ-normalisation once applied to the classifier's weights; −1: not applied.
-        self.register_buffer("calibration_classifier_tau", -torch.ones(()))
+        #: Post-hoc calibration (temperature, logit adjustment), saved in checkpoints.
+        self.calibration = PostHocCalibration()
         #: LWS's per-class logit scale ``f`` (``z_j ← f_j · z_j``), created by
         #: :class:`~ltlight.callbacks.ClassifierRetraining`; ``None`` otherwise.
         self.class_scale: nn.Parameter | None = None
@@ -175,50 +168,12 @@ class LongTailModule(L.LightningModule):
         self.preprocessing = Preprocessing.from_datamodule(datamodule) or self.preprocessing
 
         if stage == "fit" and self.init_weights is not None:
-            self.load_backbone_weights(self.init_weights)
+            load_backbone_weights(self.backbone, self.init_weights)
 
         num_classes = self._resolve_num_classes(datamodule, counts)
         if self.val_metrics is None:
             self.val_metrics = self._make_metrics(num_classes, counts)
             self.test_metrics = self._make_metrics(num_classes, counts)
-
-    def load_backbone_weights(self, path: str) -> None:
-        """Copy the backbone weights of the checkpoint at ``path`` into this backbone.
-
-        Raises:
-            FileNotFoundError: no file at ``path``.
-            ValueError: a backbone tensor missing from the checkpoint, an extra one, or one with
-                another shape; the message names it.
-        """
-        import os
-
-        if not os.path.isfile(path):
-            raise FileNotFoundError(
-                f"init_weights: no checkpoint at {path!r} (the stage-1 run's .ckpt: run stage 1 "
-                "first, or point init_weights at its checkpoint)"
-            )
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        state = checkpoint.get("state_dict", checkpoint)
-        prefix = "backbone."
-        saved = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-        own = self.backbone.state_dict()
-        for name, tensor in own.items():
-            if name not in saved:
-                raise ValueError(
-                    f"init_weights: {path} has no tensor backbone.{name} (another architecture?)"
-                )
-            if saved[name].shape != tensor.shape:
-                raise ValueError(
-                    f"init_weights: backbone.{name} has shape {tuple(saved[name].shape)} in "
-                    f"{path} but {tuple(tensor.shape)} here (another architecture or class count)"
-                )
-        extra = sorted(set(saved) - set(own))
-        if extra:
-            raise ValueError(
-                f"init_weights: {path} has backbone tensors this backbone lacks, e.g. "
-                f"backbone.{extra[0]} (another architecture?)"
-            )
-        self.backbone.load_state_dict(saved)
 
     def _attached_trainer(self) -> L.Trainer | None:
         try:
@@ -263,53 +218,29 @@ class LongTailModule(L.LightningModule):
             logits = logits * self.class_scale
         return logits
 
-    # -- post-hoc calibration -----------------------------------------------------------------
+    # -- post-hoc calibration (the state lives in ``self.calibration``) -------------------
     @property
     def temperature(self) -> float:
         """``T`` of temperature scaling (1.0 until fitted)."""
-        return float(self.calibration_temperature)
+        return float(self.calibration.temperature)
 
     @temperature.setter
     def temperature(self, value: float) -> None:
-        if not (isinstance(value, (int, float)) and value > 0 and value < float("inf")):
-            raise ValueError(f"temperature must be a finite number > 0, got {value!r}")
-        self.calibration_temperature.fill_(float(value))
+        self.calibration.set_temperature(value)
 
     @property
     def logit_adjustment_tau(self) -> float:
         """``τ`` of post-hoc logit adjustment (0.0 until set by :meth:`set_logit_adjustment`)."""
-        return float(self.calibration_tau)
+        return float(self.calibration.tau)
 
     def set_logit_adjustment(
         self, tau: float, target_prior: Sequence[float] | Tensor | None = None
     ) -> None:
-        """Predict with ``z − τ·log π (+ log q)``: ``π`` the training class prior, ``q`` a known
-        test prior (Menon et al., ICLR 2021, eq. 9). ``τ = 0`` without ``q`` removes it.
-
-        Raises:
-            ValueError: ``τ < 0``, a prior that is not positive or has the wrong length, or no
-                training class counts (the module learns them at ``setup`` from the datamodule).
+        """Predict with ``z − τ·log π (+ log q)``: ``π`` the training class prior (the counts the
+        module learnt at ``setup``), ``q`` a known test prior (Menon et al., ICLR 2021, eq. 9).
+        ``τ = 0`` without ``q`` removes it. See :meth:`PostHocCalibration.set_logit_adjustment`.
         """
-        tau = check_range("tau", tau, 0.0)
-        if self.class_counts is None:
-            raise ValueError(
-                "logit adjustment needs the training class counts: run the module in a Trainer "
-                "with a datamodule that has `class_counts` first"
-            )
-        counts = torch.as_tensor(self.class_counts, dtype=torch.float64)
-        offset = -tau * torch.log(counts / counts.sum())
-        if target_prior is not None:
-            q = torch.as_tensor(target_prior, dtype=torch.float64).flatten()
-            if q.numel() != counts.numel() or not bool(torch.all(q > 0)):
-                raise ValueError(
-                    f"target_prior must have {counts.numel()} positive entries, got {q.tolist()}"
-                )
-            offset = offset + torch.log(q / q.sum())
-        elif tau == 0:
-            offset = offset[:0]
-        self.calibration_tau.fill_(tau)
-        device = self.calibration_offset.device
-        self.calibration_offset = offset.to(device=device, dtype=torch.float32)
+        self.calibration.set_logit_adjustment(tau, self.class_counts, target_prior)
 
     def predictive_logits(self, logits: Tensor) -> Tensor:
         """The loss's predictive logits (LDAM: ``s·z``; sigmoid losses: ``log σ(z)``)."""
@@ -318,10 +249,8 @@ class LongTailModule(L.LightningModule):
 
     def adjusted_logits(self, logits: Tensor) -> Tensor:
         """The predictive logits with the post-hoc logit adjustment, before ``T``."""
-        logits = self.predictive_logits(logits)  # float64 stays float64 (fitting T, tests)
-        if self.calibration_offset.numel():
-            logits = logits + self.calibration_offset.to(logits.dtype)
-        return logits
+        # float64 stays float64 (fitting T, tests)
+        return self.calibration.adjust(self.predictive_logits(logits))
 
     def compute_loss(self, logits: Tensor, target: Tensor) -> Tensor:
         """Logits and class indices → the scalar loss that is minimised."""
@@ -341,8 +270,7 @@ class LongTailModule(L.LightningModule):
         """The predictive distribution ``softmax((z' − τ·log π + log q) / T)``: ``z'`` the loss's
         predictive logits (LDAM: ``s·z``; sigmoid losses: ``log σ(z)``), then the post-hoc
         logit adjustment and temperature (identity until fitted)."""
-        logits = self.adjusted_logits(logits)
-        return torch.softmax(logits / self.calibration_temperature.to(logits.dtype), dim=-1)
+        return torch.softmax(self.calibration(self.predictive_logits(logits)), dim=-1)
 
     @torch.no_grad()
     def predict_images(self, images: Tensor) -> Tensor:
@@ -411,7 +339,7 @@ class LongTailModule(L.LightningModule):
         metrics.reset()
 
     def configure_callbacks(self) -> list[L.Callback]:
-        from ltlight.callbacks.finite_loss import StopOnNonFiniteLoss
+        from ltlight.callbacks import RNGState, StopOnNonFiniteLoss
 
         trainer = self._attached_trainer()
         attached = trainer.callbacks if trainer is not None else []
@@ -419,8 +347,10 @@ class LongTailModule(L.LightningModule):
         # Lightning warn that they "override" themselves.
         callbacks = [c for c in self.method_callbacks if not any(c is a for a in attached)]
         present = [*self.method_callbacks, *attached]
-        if not any(isinstance(callback, StopOnNonFiniteLoss) for callback in present):
-            callbacks.append(StopOnNonFiniteLoss())  # a diverged run stops with a clear error
+        # a diverged run stops with a clear error; a resumed run draws the same random numbers
+        for kind in (StopOnNonFiniteLoss, RNGState):
+            if not any(isinstance(callback, kind) for callback in present):
+                callbacks.append(kind())
         return callbacks
 
     # -- optimisation ------------------------------------------------------------------------
@@ -460,62 +390,14 @@ class LongTailModule(L.LightningModule):
             {"params": [p for p in trained if id(p) not in in_classifier]},
         ]
 
-    # -- exact resume: Lightning does not checkpoint the global RNG states ------------------
+    # -- checkpoints: the preprocessing, and the LWS scale when one was learnt ------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Save every rank's RNG states: ``checkpoint["ltlight_rng_states"][rank]``.
-
-        Lightning calls this hook on every rank and writes rank 0's checkpoint, so under
-        ``torch.distributed`` the states are gathered here (one collective per save).
-        """
         if self.preprocessing is not None:
             checkpoint["ltlight_preprocessing"] = self.preprocessing.to_dict()
-        states = {
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
-            "numpy": _numpy_state_to_primitives(np.random.get_state()),  # noqa: NPY002
-            "python": random.getstate(),
-        }
-        per_rank = [states]
-        if is_distributed():
-            per_rank = [None] * torch.distributed.get_world_size()
-            torch.distributed.all_gather_object(per_rank, states)
-        checkpoint["ltlight_rng_states"] = per_rank
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if "ltlight_preprocessing" in checkpoint:
             self.preprocessing = Preprocessing.from_dict(checkpoint["ltlight_preprocessing"])
-        self._prepare_calibration_state(checkpoint.get("state_dict", {}))
-        per_rank = checkpoint.get("ltlight_rng_states")
-        if per_rank is None:
-            return
-        if isinstance(per_rank, dict):  # checkpoints from before per-rank states: rank 0's
-            per_rank = [per_rank]
-        rank = torch.distributed.get_rank() if is_distributed() else 0
-        # resumed on another number of processes: not the same run, but still deterministic
-        states = per_rank[rank % len(per_rank)]
-        torch.set_rng_state(states["torch"])
-        if states["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(states["cuda"])
-        name, keys, pos, has_gauss, cached_gaussian = states["numpy"]
-        np.random.set_state(  # noqa: NPY002
-            (name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached_gaussian)
-        )
-        random.setstate(states["python"])
-
-    def _prepare_calibration_state(self, state: dict[str, Tensor]) -> None:
-        """Make this module's calibration buffers (and LWS scale) match a checkpoint's, so that
-        checkpoints load whether or not post-hoc calibration was fitted, and from before it
-        existed (then: none)."""
-        defaults = {
-            "calibration_temperature": torch.ones(()),
-            "calibration_tau": torch.zeros(()),
-            "calibration_offset": torch.zeros(0),
-            "calibration_classifier_tau": -torch.ones(()),
-        }
-        for name, default in defaults.items():
-            saved = state.setdefault(name, default)
-            if saved.shape != getattr(self, name).shape:
-                setattr(self, name, torch.zeros_like(saved, device=self.calibration_tau.device))
-        scale = state.get("class_scale")
+        scale = checkpoint.get("state_dict", {}).get("class_scale")
         if scale is not None and self.class_scale is None:
             self.class_scale = nn.Parameter(torch.ones_like(scale, device=self.device))

@@ -13,7 +13,8 @@ import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
-from ltlight.schedule import check_before_end, check_epoch, resolve_epoch
+from ltlight._lightning_internals import remember_last_lr
+from ltlight.epochs import check_before_end, check_epoch, resolve_epoch
 
 
 def paper_sgd(params: Iterable) -> torch.optim.SGD:
@@ -35,7 +36,7 @@ class _EpochFactorLR(LRScheduler):
         """Set the optimiser's rates for the current epoch (after its epochs were resolved)."""
         for group, lr in zip(self.optimizer.param_groups, self.get_lr(), strict=True):
             group["lr"] = lr
-        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+        remember_last_lr(self)
 
 
 class WarmupMultiStepLR(_EpochFactorLR):

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ltlight.checks import check_integer
+
 
 @dataclass(frozen=True)
 class Preprocessing:
@@ -50,9 +52,7 @@ class Preprocessing:
         if not all(math.isfinite(s) and s > 0 for s in self.std):
             raise ValueError(f"std must be finite and > 0 for every channel, got {self.std}")
         for name in ("image_size", "resize"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be >= 1 or None, got {value}")
+            check_integer(name, getattr(self, name), 1, optional=True)
 
     @classmethod
     def from_datamodule(cls, datamodule: Any) -> "Preprocessing | None":

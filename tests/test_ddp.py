@@ -186,7 +186,7 @@ def test_sigterm_under_ddp_stops_every_rank_at_one_batch_end_and_saves(tmp_path)
     assert stopped == [{"global_step": step}] * 2
     saved = torch.load(tmp_path / "interrupted.ckpt", weights_only=True)
     assert saved["global_step"] == step
-    assert len(saved["ltlight_rng_states"]) == WORLD_SIZE
+    assert len(saved["callbacks"]["RNGState"]["per_rank"]) == WORLD_SIZE
 
 
 def test_posthoc_fitted_under_ddp_on_an_odd_validation_split_equals_one_process(tmp_path):

@@ -30,6 +30,7 @@ PRIVATE = [
     r"\._trainer\b",
     r"_signal_connector",
     r"received_sigterm\s*=",
+    r"\._last_lr\b",
 ]
 
 
@@ -184,3 +185,12 @@ def test_lightning_cli_has_the_hooks_ltlight_overrides(tmp_path):
     callback = SaveConfigCallback(parser=None, config=None)
     assert callback.already_saved is False
     assert {"parser", "config"} <= set(vars(callback))
+
+
+def test_torch_schedulers_report_the_rate_remembered_in_last_lr():
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
+    optimizer.param_groups[0]["lr"] = 0.025  # changed outside step(), as ltlight's schedules do
+    assert scheduler.get_last_lr() == [0.1]
+    _lightning_internals.remember_last_lr(scheduler)
+    assert scheduler.get_last_lr() == [0.025]

@@ -300,7 +300,10 @@ def test_paper_lr_schedule_matches_the_official_adjust_learning_rate():
             ),
             "milestones must be increasing",
         ),
-        (lambda: LongTailModule(nn.Linear(2, 2), num_classes=1), "num_classes must be >= 2"),
+        (
+            lambda: LongTailModule(nn.Linear(2, 2), num_classes=1),
+            "num_classes must be an integer >= 2",
+        ),
     ],
 )
 def test_bad_arguments_name_the_argument(make, match):

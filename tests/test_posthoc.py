@@ -14,9 +14,9 @@ import torch.nn.functional as F
 
 from ltlight import LongTailModule
 from ltlight.callbacks import PostHocLogitAdjustment, TauNormalization, TemperatureScaling
-from ltlight.callbacks.logit_adjustment import choose_tau
-from ltlight.callbacks.tau_normalization import tau_normalized
-from ltlight.callbacks.temperature_scaling import fit_temperature
+from ltlight.callbacks.posthoc.logit_adjustment import choose_tau
+from ltlight.callbacks.posthoc.tau_normalization import tau_normalized
+from ltlight.callbacks.posthoc.temperature_scaling import fit_temperature
 from ltlight.data import DigitsLTDataModule
 from ltlight.losses import GHMCLoss, LDAMLoss
 from ltlight.models import DigitsNet, NormedLinear
@@ -134,7 +134,7 @@ def test_temperature_scaling_at_the_end_of_fit_is_saved_and_used(tmp_path):
     # The last checkpoint was written again with T, and a loaded module predicts with it.
     (last,) = (tmp_path / "checkpoints").glob("epoch=2-*.ckpt")  # the default checkpoint
     state = torch.load(last, weights_only=True)["state_dict"]
-    assert float(state["calibration_temperature"]) == pytest.approx(module.temperature)
+    assert float(state["calibration.temperature"]) == pytest.approx(module.temperature)
     loaded = LongTailModule.load_from_checkpoint(last, backbone=DigitsNet(hidden=8))
     assert loaded.temperature == pytest.approx(module.temperature)
     x = torch.randn(4, 1, 8, 8)
@@ -163,7 +163,7 @@ def test_tau_normalisation_rescales_the_classifier_once(tmp_path):
     callback = TauNormalization()
     module, data, trainer = make_run(tmp_path, [callback])
     trainer.fit(module, data)
-    tau = float(module.calibration_classifier_tau)
+    tau = float(module.calibration.classifier_tau)
     assert 0.0 <= tau <= 1.0
     weight = module.backbone.linear.weight.detach().double()
     norms = weight.norm(dim=1)
@@ -207,11 +207,11 @@ def test_a_saved_checkpoint_is_calibrated_in_one_command(tmp_path):
     )
     temperature = cli.model.temperature
     assert temperature != 1.0
-    saved = torch.load(calibrated, weights_only=True)["state_dict"]["calibration_temperature"]
+    saved = torch.load(calibrated, weights_only=True)["state_dict"]["calibration.temperature"]
     assert float(saved) == pytest.approx(temperature)
     # The original checkpoint is untouched.
     original = torch.load(checkpoint, weights_only=True)["state_dict"]
-    assert float(original.get("calibration_temperature", torch.tensor(1.0))) == 1.0
+    assert float(original.get("calibration.temperature", torch.tensor(1.0))) == 1.0
 
 
 # -- bad input ---------------------------------------------------------------------------------
@@ -265,7 +265,7 @@ def test_module_temperature_and_prior_checks():
 
 def test_checkpoints_without_calibration_state_still_load(tmp_path):
     module = LongTailModule(DigitsNet(hidden=4))
-    state = {k: v for k, v in module.state_dict().items() if not k.startswith("calibration_")}
+    state = {k: v for k, v in module.state_dict().items() if not k.startswith("calibration.")}
     checkpoint = {"state_dict": state, "hyper_parameters": {}}
     checkpoint["pytorch-lightning_version"] = L.__version__
     torch.save(checkpoint, tmp_path / "old.ckpt")

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from ltlight import LongTailModule
+from ltlight.figures import prior_shift_figure
 from ltlight.metrics.prior_shift import error_under_prior, shifted_prior, shifted_priors
 from ltlight.models import DigitsNet
-from ltlight.reports import prior_shift_figure
 
 
 def test_forward_prior_follows_the_training_order_with_ratio_rho():

@@ -16,13 +16,13 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from ltlight.callbacks.report import PerClassReport
-from ltlight.metrics import LongTailMetrics, long_tail_metrics
-from ltlight.reports import (
+from ltlight.figures import (
     GROUP_COLORS,
     per_class_error_figure,
     per_class_table,
     reliability_figure,
 )
+from ltlight.metrics import LongTailMetrics, long_tail_metrics
 
 COUNTS = [150, 60, 20, 5]  # many, medium, medium, few
 NAMES = ["cat", "dog", "owl", "yak"]
@@ -310,7 +310,7 @@ def test_callback_builds_from_a_jsonargparse_class_path():
 
 
 def test_every_n_epochs_below_one_is_rejected():
-    with pytest.raises(ValueError, match="every_n_epochs must be >= 1, got 0"):
+    with pytest.raises(ValueError, match="every_n_epochs must be an integer >= 1, got 0"):
         PerClassReport(every_n_epochs=0)
 
 

@@ -318,7 +318,7 @@ def test_a_start_refused_on_an_argument_leaves_no_run_folder(tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)
     config = str(CONFIGS / "ce.yaml")
     assert run_main("fit", "--config", config, "--model.init_args.ece_bins=0", *QUIET) == 2
-    assert "ece_bins must be >= 1, got 0" in capsys.readouterr().err
+    assert "ece_bins must be an integer >= 1, got 0" in capsys.readouterr().err
     assert list((tmp_path / "runs" / "digits_lt" / "ce").iterdir()) == []
 
 

@@ -14,6 +14,7 @@ from torch import nn
 
 from ltlight import LongTailModule
 from ltlight.callbacks import ClassifierRetraining
+from ltlight.checkpoints import load_backbone_weights
 from ltlight.data import DigitsLTDataModule
 from ltlight.losses import LabelAwareSmoothingLoss
 from ltlight.models import DigitsNet, NormedLinear, get_classifier, resnet20
@@ -233,12 +234,12 @@ def test_init_weights_from_another_architecture_names_the_tensor(tmp_path, stage
         trainer_for(tmp_path).fit(wider, DigitsLTDataModule(val_per_class=10))
     fewer = LongTailModule(DigitsNet(num_classes=5, hidden=8), init_weights=path, num_classes=5)
     with pytest.raises(ValueError, match=r"backbone\.linear\.weight .*another architecture or"):
-        fewer.load_backbone_weights(path)
+        load_backbone_weights(fewer.backbone, path)
     other = LongTailModule(resnet20(num_classes=10, in_channels=1), init_weights=path)
     with pytest.raises(ValueError, match=r"has no tensor backbone\.conv1\.weight"):
-        other.load_backbone_weights(path)
+        load_backbone_weights(other.backbone, path)
     with pytest.raises(FileNotFoundError, match=r"no checkpoint at 'nowhere\.ckpt'"):
-        LongTailModule(DigitsNet(hidden=8)).load_backbone_weights("nowhere.ckpt")
+        load_backbone_weights(DigitsNet(hidden=8), "nowhere.ckpt")
 
 
 def test_stage_two_without_a_stage_one_checkpoint_is_an_error(tmp_path):

@@ -1,27 +1,31 @@
-"""Callbacks: the re-balancing schedules (DRW, DRS, TaiLr's γ), post-hoc calibration (temperature,
-logit adjustment, τ-normalisation), decoupled classifier retraining, the per-class report, and the
-checkpoint an interrupted run resumes from."""
+"""Callbacks: epoch switches (DRW, DRS, TaiLr's γ, decoupled classifier retraining), post-hoc
+calibration (temperature, logit adjustment, τ-normalisation), run safety (the checkpoint an
+interrupted run resumes from, a stop on a non-finite loss, the RNG states), the per-class report,
+the prediction writer."""
 
-from ltlight.callbacks.classifier_retraining import ClassifierRetraining
-from ltlight.callbacks.deferred_resampling import DeferredResampling
-from ltlight.callbacks.deferred_reweighting import DeferredReweighting
-from ltlight.callbacks.finite_loss import StopOnNonFiniteLoss
-from ltlight.callbacks.gamma_schedule import TaiLrGammaSchedule
-from ltlight.callbacks.interrupt_checkpoint import InterruptCheckpoint
-from ltlight.callbacks.logit_adjustment import PostHocLogitAdjustment
+from ltlight.callbacks.epoch_switches.classifier_retraining import ClassifierRetraining
+from ltlight.callbacks.epoch_switches.deferred_resampling import DeferredResampling
+from ltlight.callbacks.epoch_switches.deferred_reweighting import DeferredReweighting
+from ltlight.callbacks.epoch_switches.tailr_gamma import TaiLrGammaSchedule
+from ltlight.callbacks.posthoc.logit_adjustment import PostHocLogitAdjustment
+from ltlight.callbacks.posthoc.tau_normalization import TauNormalization
+from ltlight.callbacks.posthoc.temperature_scaling import TemperatureScaling
 from ltlight.callbacks.prediction_writer import PredictionWriter
 from ltlight.callbacks.report import PerClassReport
-from ltlight.callbacks.tau_normalization import TauNormalization
-from ltlight.callbacks.temperature_scaling import TemperatureScaling
+from ltlight.callbacks.run_safety.finite_loss import NonFiniteLossError, StopOnNonFiniteLoss
+from ltlight.callbacks.run_safety.interrupt_checkpoint import InterruptCheckpoint
+from ltlight.callbacks.run_safety.rng_state import RNGState
 
 __all__ = [
     "ClassifierRetraining",
     "DeferredResampling",
     "DeferredReweighting",
     "InterruptCheckpoint",
+    "NonFiniteLossError",
     "PerClassReport",
     "PostHocLogitAdjustment",
     "PredictionWriter",
+    "RNGState",
     "StopOnNonFiniteLoss",
     "TaiLrGammaSchedule",
     "TauNormalization",

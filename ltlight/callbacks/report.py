@@ -19,13 +19,14 @@ from matplotlib.figure import Figure
 from rich.console import Console
 from torch import Tensor
 
-from ltlight.metrics import SCALAR_KEYS, LongTailMetrics
-from ltlight.reports import (
+from ltlight.checks import check_integer
+from ltlight.figures import (
     head_to_tail_order,
     per_class_error_figure,
     per_class_table,
     reliability_figure,
 )
+from ltlight.metrics import SCALAR_KEYS, LongTailMetrics
 
 _METRICS_ATTRIBUTE = {"val": "val_metrics", "test": "test_metrics"}
 _TITLES = {"val": "Validation", "test": "Test"}
@@ -67,9 +68,7 @@ class PerClassReport(L.Callback):
         class_names: list[str] | None = None,
     ) -> None:
         super().__init__()
-        if every_n_epochs < 1:
-            raise ValueError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
-        self.every_n_epochs = every_n_epochs
+        self.every_n_epochs = check_integer("every_n_epochs", every_n_epochs, 1)
         self.figures = figures
         self.table = table
         self.class_names = class_names

@@ -7,7 +7,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ltlight.checks import check_range
-from ltlight.distributed import is_distributed
 from ltlight.losses.base import LongTailLoss, dense_target, float_logits
 
 
@@ -142,7 +141,7 @@ class GHMCLoss(LongTailLoss):
         if kept is not None:
             index = index.clamp_max_(bins - 1)  # their β is dropped by the reduction
         counts = counts[:bins].to(g.dtype)
-        if self.training and is_distributed():
+        if self.training and _several_processes():
             torch.distributed.all_reduce(counts)
         tot = counts.sum()
 
@@ -161,3 +160,13 @@ class GHMCLoss(LongTailLoss):
 
     def extra_repr(self) -> str:
         return f"bins={self.bins}, momentum={self.momentum}, {super().extra_repr()}"
+
+
+def _several_processes() -> bool:
+    """Whether ``torch.distributed`` runs this loss in more than one process (DDP)."""
+    distributed = torch.distributed
+    return (
+        distributed.is_available()
+        and distributed.is_initialized()
+        and (distributed.get_world_size() > 1)
+    )

@@ -46,6 +46,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
 from ltlight._lightning_internals import request_stop, stop_as_on_sigterm
+from ltlight.checks import check_integer
 
 
 class InterruptCheckpoint(Checkpoint):
@@ -74,15 +75,7 @@ class InterruptCheckpoint(Checkpoint):
         super().__init__()
         if not filename:
             raise ValueError("filename must be a non-empty file name, got ''")
-        if (
-            isinstance(sync_every_n_batches, bool)
-            or not isinstance(sync_every_n_batches, int)
-            or sync_every_n_batches < 1
-        ):
-            raise ValueError(
-                f"sync_every_n_batches must be an integer >= 1, got {sync_every_n_batches!r}"
-            )
-        self.sync_every_n_batches = sync_every_n_batches
+        self.sync_every_n_batches = check_integer("sync_every_n_batches", sync_every_n_batches, 1)
         self.dirpath = dirpath
         self.filename = filename
         self.saved_to: str | None = None

@@ -18,6 +18,8 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import Tensor
 
+from ltlight.checks import check_integer
+
 
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite."""
@@ -44,15 +46,9 @@ class StopOnNonFiniteLoss(L.Callback):
 
     def __init__(self, check_every_n_steps: int | None = None) -> None:
         super().__init__()
-        if check_every_n_steps is not None and (
-            isinstance(check_every_n_steps, bool)
-            or not isinstance(check_every_n_steps, int)
-            or check_every_n_steps < 1
-        ):
-            raise ValueError(
-                f"check_every_n_steps must be an integer >= 1 or None, got {check_every_n_steps!r}"
-            )
-        self.check_every_n_steps = check_every_n_steps
+        self.check_every_n_steps = check_integer(
+            "check_every_n_steps", check_every_n_steps, 1, optional=True
+        )
         self._pending: list[tuple[int, int, int, Tensor]] = []
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

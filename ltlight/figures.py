@@ -345,7 +345,7 @@ def prior_shift_figure(
 
     Args:
         errors: method name → its error (fraction) under each prior, in ``prior_labels``' order
-            (see :func:`ltlight.prior_shift.shifted_priors`).
+            (see :func:`ltlight.metrics.shifted_priors`).
         prior_labels: the x-axis: ``"forward 50"`` … ``"uniform"`` … ``"backward 50"``.
         title: the axes title.
     """

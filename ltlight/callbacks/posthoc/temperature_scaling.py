@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ltlight.callbacks._posthoc import PostHocCallback, collect_outputs
+from ltlight.callbacks.posthoc.base import PostHocCallback, collect_outputs
 
 
 def fit_temperature(logits: Tensor, target: Tensor, max_iter: int = 100) -> float:
@@ -47,7 +47,7 @@ class TemperatureScaling(PostHocCallback):
     validation NLL (LBFGS on ``log T``); the argmax, hence every error, is unchanged.
 
     Runs at the end of ``fit`` and at the start of ``validate``/``test``/``predict`` of a model
-    whose ``temperature`` is still 1 (see :mod:`ltlight.callbacks._posthoc`).
+    whose ``temperature`` is still 1 (see :mod:`ltlight.callbacks.posthoc.base`).
 
     Args:
         save_path: where ``validate``/``test``/``predict`` write the calibrated checkpoint.

@@ -4,10 +4,11 @@
 
 import lightning as L
 
-from ltlight.callbacks._epoch_switch import Epoch, EpochScheduleCallback, check_epoch
+from ltlight.callbacks.epoch_switches.base import EpochSwitch, class_balanced_sampler
+from ltlight.epochs import Epoch, check_epoch
 
 
-class DeferredResampling(EpochScheduleCallback):
+class DeferredResampling(EpochSwitch):
     """Switch the training loader's sampler to class-balanced sampling at ``start_epoch``.
 
     Works with ltlight's datamodules, whose training loader has a ``sampler.class_balanced`` flag
@@ -26,13 +27,6 @@ class DeferredResampling(EpochScheduleCallback):
         self.start_epoch = start_epoch
 
     def apply(self, trainer: L.Trainer, pl_module: L.LightningModule, epoch: int) -> None:
-        loader = trainer.train_dataloader
-        sampler = getattr(loader, "sampler", None)
-        if not hasattr(sampler, "class_balanced"):
-            raise TypeError(
-                "DeferredResampling needs a training loader whose `sampler` has a "
-                "`class_balanced` flag (ltlight's datamodules have one); "
-                f"got {type(loader).__name__}"
-            )
+        sampler = class_balanced_sampler(trainer, "DeferredResampling")
         sampler.class_balanced = epoch >= self.epochs["start_epoch"]
         pl_module.log("train/class_balanced", float(sampler.class_balanced), on_epoch=True)

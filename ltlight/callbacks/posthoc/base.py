@@ -33,6 +33,11 @@ from torchmetrics.utilities.distributed import gather_all_tensors
 from ltlight.metrics import SCALAR_KEYS, long_tail_metrics
 
 
+def tau_grid(high: float, step: float = 0.05) -> tuple[float, ...]:
+    """The values ``0, step, …, high`` searched on the validation split for a post-hoc ``τ``."""
+    return tuple(round(step * i, 10) for i in range(round(high / step) + 1))
+
+
 def validation_loader(trainer: L.Trainer, who: str) -> Any:
     """The trainer's validation loader, refusing one that serves the test split."""
     datamodule = getattr(trainer, "datamodule", None)
@@ -153,7 +158,7 @@ class PostHocCallback(L.Callback):
 
     # -- hooks ----------------------------------------------------------------------------------
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        for attribute in ("adjusted_logits", "calibration_temperature"):
+        for attribute in ("adjusted_logits", "calibration"):
             if not hasattr(pl_module, attribute):
                 raise TypeError(
                     f"{type(self).__name__} calibrates an ltlight.LongTailModule, got "

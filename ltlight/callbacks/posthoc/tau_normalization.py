@@ -8,14 +8,18 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
-from ltlight.callbacks._posthoc import PostHocCallback, collect_outputs, validation_loader
-from ltlight.callbacks.logit_adjustment import balanced_error
+from ltlight.callbacks.posthoc.base import (
+    PostHocCallback,
+    collect_outputs,
+    tau_grid,
+    validation_loader,
+)
 from ltlight.checks import check_range
-from ltlight.models.heads import get_classifier
-from ltlight.models.heads import NormedLinear
+from ltlight.metrics import balanced_error
+from ltlight.models.heads import NormedLinear, get_classifier
 
 #: The τ searched on the validation split when none is given: 0, 0.05, ..., 1.
-DEFAULT_GRID = tuple(round(0.05 * i, 2) for i in range(21))
+TAU_GRID = tau_grid(1.0)
 
 
 def tau_normalized(weight: Tensor, tau: float) -> Tensor:
@@ -31,7 +35,7 @@ class TauNormalization(PostHocCallback):
     (the paper's protocol); ties go to the smallest ``τ``. The classifier is found with
     :func:`~ltlight.models.get_classifier` (``get_classifier()`` or a torchvision ``fc``) and must
     be an ``nn.Linear``; a cosine head (:class:`~ltlight.models.NormedLinear`) is normalised
-    already. The new weights live in the checkpoint; ``module.calibration_classifier_tau`` records
+    already. The new weights live in the checkpoint; ``module.calibration.classifier_tau`` records
     ``τ`` (−1 until applied), so it is never applied twice.
 
     Args:
@@ -73,7 +77,7 @@ class TauNormalization(PostHocCallback):
         return classifier
 
     def is_fitted(self, pl_module: L.LightningModule) -> bool:
-        return float(pl_module.calibration_classifier_tau) >= 0
+        return float(pl_module.calibration.classifier_tau) >= 0
 
     def fit(self, trainer: L.Trainer, pl_module: L.LightningModule, loader: Any) -> str:
         classifier = self._classifier(pl_module)
@@ -84,17 +88,17 @@ class TauNormalization(PostHocCallback):
             _, target, features = collect_outputs(trainer, pl_module, loader, classifier)
             scale = pl_module.class_scale
             errors = []
-            for candidate in DEFAULT_GRID:
+            for candidate in TAU_GRID:
                 logits = features @ tau_normalized(weight, candidate).T
                 if scale is not None:
                     logits = logits * scale.detach().double().cpu()
                 adjusted = pl_module.adjusted_logits(logits.to(pl_module.device)).cpu()
-                errors.append(balanced_error(adjusted, target, weight.shape[0]))
-            tau = DEFAULT_GRID[errors.index(min(errors))]
+                errors.append(balanced_error(adjusted.argmax(1), target, weight.shape[0]))
+            tau = TAU_GRID[errors.index(min(errors))]
         with torch.no_grad():
             classifier.weight.copy_(tau_normalized(weight, tau).to(classifier.weight))
             if classifier.bias is not None:
                 classifier.bias.zero_()
-        pl_module.calibration_classifier_tau.fill_(tau)
+        pl_module.calibration.classifier_tau.fill_(tau)
         chosen = "given" if self.tau is not None else "chosen on validation"
         return f"τ = {tau:g} ({chosen})"

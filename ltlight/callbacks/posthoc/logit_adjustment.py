@@ -8,28 +8,23 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from ltlight.callbacks._posthoc import PostHocCallback, collect_outputs
+from ltlight.callbacks.posthoc.base import PostHocCallback, collect_outputs, tau_grid
 from ltlight.checks import check_range
+from ltlight.metrics import balanced_error
 
 #: The τ searched on the validation split when none is given: 0, 0.05, ..., 2.
-DEFAULT_GRID = tuple(round(0.05 * i, 2) for i in range(41))
-
-
-def balanced_error(logits: Tensor, target: Tensor, num_classes: int) -> float:
-    """``1 −`` the mean per-class recall of ``argmax logits`` (classes with samples)."""
-    correct = logits.argmax(1).eq(target).double()
-    total = torch.bincount(target, minlength=num_classes).double()
-    hits = torch.bincount(target, weights=correct, minlength=num_classes)
-    present = total > 0
-    return float(1 - (hits[present] / total[present]).mean())
+TAU_GRID = tau_grid(2.0)
 
 
 def choose_tau(
-    logits: Tensor, target: Tensor, log_prior: Tensor, grid: Sequence[float] = DEFAULT_GRID
+    logits: Tensor, target: Tensor, log_prior: Tensor, grid: Sequence[float] = TAU_GRID
 ) -> float:
     """The ``τ`` of ``grid`` with the lowest balanced error of ``argmax(z − τ·log π)``; among ties
     the one nearest 1 (Bayes-optimal for the balanced error when the model is calibrated)."""
-    errors = [balanced_error(logits - tau * log_prior, target, logits.shape[1]) for tau in grid]
+    num_classes = logits.shape[1]
+    errors = [
+        balanced_error((logits - tau * log_prior).argmax(1), target, num_classes) for tau in grid
+    ]
     best = min(errors)
     return min(
         (t for t, e in zip(grid, errors, strict=True) if e == best), key=lambda t: abs(t - 1)
@@ -77,7 +72,7 @@ class PostHocLogitAdjustment(PostHocCallback):
         self.target_prior = target_prior
 
     def is_fitted(self, pl_module: L.LightningModule) -> bool:
-        return pl_module.calibration_offset.numel() > 0
+        return pl_module.calibration.offset.numel() > 0
 
     def fit(self, trainer: L.Trainer, pl_module: L.LightningModule, loader: Any) -> str:
         tau = self.tau

@@ -9,8 +9,8 @@ import lightning as L
 import torch
 from torch import nn
 
-from ltlight.callbacks._epoch_switch import EpochScheduleCallback
-from ltlight.checks import check_range
+from ltlight.callbacks.epoch_switches.base import EpochSwitch, class_balanced_sampler
+from ltlight.checks import check_choice, check_range
 from ltlight.models.heads import get_classifier
 
 MODES = ("crt", "lws")
@@ -23,7 +23,7 @@ def _num_outputs(classifier: nn.Module) -> int:
     raise TypeError(f"cannot tell the number of classes of {type(classifier).__name__}")
 
 
-class ClassifierRetraining(EpochScheduleCallback):
+class ClassifierRetraining(EpochSwitch):
     """Freeze a stage-1 model's features and train only its classifier, class-balanced.
 
     Needs ``LongTailModule(init_weights=<stage-1 checkpoint>)`` (the stage-1 weights; resuming a
@@ -72,8 +72,7 @@ class ClassifierRetraining(EpochScheduleCallback):
         shifted_bn: bool = False,
         classifier_lr_factor: float = 1.0,
     ) -> None:
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        check_choice("mode", mode, MODES)
         if mode == "lws" and reinitialize:
             raise ValueError("reinitialize=True contradicts mode='lws', which keeps the classifier")
         self.classifier_lr_factor = check_range(
@@ -125,13 +124,7 @@ class ClassifierRetraining(EpochScheduleCallback):
             classifier.reset_parameters()
 
     def apply(self, trainer: L.Trainer, pl_module: L.LightningModule, epoch: int) -> None:
-        sampler = getattr(trainer.train_dataloader, "sampler", None)
-        if not hasattr(sampler, "class_balanced"):
-            raise TypeError(
-                "ClassifierRetraining samples class-balanced through the training loader's "
-                "`sampler.class_balanced` flag (ltlight's datamodules have one); got "
-                f"{type(trainer.train_dataloader).__name__}"
-            )
+        sampler = class_balanced_sampler(trainer, "ClassifierRetraining")
         sampler.class_balanced = True
         classifier = get_classifier(pl_module.backbone)
         in_classifier = set(classifier.modules())

@@ -11,14 +11,15 @@ reduction every :class:`~ltlight.losses.LongTailLoss` already applies, so this c
 import lightning as L
 import torch
 
-from ltlight.callbacks._epoch_switch import Epoch, EpochScheduleCallback, check_epoch
-from ltlight.checks import check_range
+from ltlight.callbacks.epoch_switches.base import EpochSwitch
+from ltlight.checks import check_choice, check_range
+from ltlight.epochs import Epoch, check_epoch
 from ltlight.losses import effective_number, inverse_frequency
 
 WEIGHTS = ("effective_number", "inverse_frequency")
 
 
-class DeferredReweighting(EpochScheduleCallback):
+class DeferredReweighting(EpochSwitch):
     """Switch the loss to class re-weighting at ``start_epoch``.
 
     Args:
@@ -38,8 +39,7 @@ class DeferredReweighting(EpochScheduleCallback):
         self, start_epoch: Epoch = 0.8, weights: str = "effective_number", beta: float = 0.9999
     ) -> None:
         check_epoch("start_epoch", start_epoch)
-        if weights not in WEIGHTS:
-            raise ValueError(f"weights must be one of {WEIGHTS}, got {weights!r}")
+        check_choice("weights", weights, WEIGHTS)
         check_range("beta", beta, 0.0, 1.0, low_open=True, high_open=True)
         self.start_epoch = start_epoch
         self.weights = weights

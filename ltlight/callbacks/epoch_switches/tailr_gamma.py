@@ -7,18 +7,14 @@ import math
 
 import lightning as L
 
-from ltlight.callbacks._epoch_switch import (
-    Epoch,
-    EpochScheduleCallback,
-    check_epoch,
-    resolve_epoch,
-)
-from ltlight.checks import check_range
+from ltlight.callbacks.epoch_switches.base import EpochSwitch
+from ltlight.checks import check_choice, check_range
+from ltlight.epochs import Epoch, check_epoch, resolve_epoch
 
 MODES = ("linear", "cosine")
 
 
-class TaiLrGammaSchedule(EpochScheduleCallback):
+class TaiLrGammaSchedule(EpochSwitch):
     """Set ``module.loss.gamma`` once per epoch.
 
     With ``p = clamp((epoch − start_epoch) / (end_epoch − start_epoch), 0, 1)``:
@@ -46,8 +42,7 @@ class TaiLrGammaSchedule(EpochScheduleCallback):
             check_range(name, value, 0.0, 1.0)
         check_epoch("start_epoch", start_epoch)
         check_epoch("end_epoch", end_epoch, minimum=start_epoch, minimum_name="start_epoch")
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        check_choice("mode", mode, MODES)
         self.start_gamma = start_gamma
         self.end_gamma = end_gamma
         self.start_epoch = start_epoch
