@@ -1,7 +1,7 @@
 """What every datamodule of image files shares; a dataset file only says how to read its lists.
 
 A subclass implements :meth:`FileLongTailDataModule.read_lists`, which returns the training,
-validation and test :class:`~ltlight.data.image_list.ImageList` (validation and test may be
+validation and test :class:`~ltlight.data.files.image_list.ImageList` (validation and test may be
 ``None``) and the class names. This class then
 
 * checks them: labels in ``[0, C)``, no class without a training image, every file present (or
@@ -13,7 +13,7 @@ validation and test :class:`~ltlight.data.image_list.ImageList` (validation and 
   subset (``imbalance_ratio``, ``profile``, ``seed``; for a balanced dataset of your own);
 * computes ``class_counts`` from the training split as it is then — identical on every DDP rank,
   and available before ``setup`` (reading the lists on first use);
-* builds :class:`~ltlight.data.file_loader.FileDataLoader` on the trainer's device, sharded by
+* builds :class:`~ltlight.data.files.loader.FileDataLoader` on the trainer's device, sharded by
   ``trainer.global_rank`` / ``trainer.world_size``.
 
 Without a validation list and with ``val_per_class = 0``, the test split serves as validation
@@ -29,9 +29,9 @@ import torch
 from lightning.pytorch import LightningDataModule
 
 from ltlight._lightning_internals import processed_batches_in_epoch
-from ltlight.data.file_loader import FileDataLoader
-from ltlight.data.image_files import ImageFileDataset, missing_files
-from ltlight.data.image_list import ImageList, check_labels
+from ltlight.data.files.dataset import ImageFileDataset, missing_files
+from ltlight.data.files.image_list import ImageList, check_labels
+from ltlight.data.files.loader import FileDataLoader
 from ltlight.data.profiles import (
     check_imbalance_ratio,
     check_profile,

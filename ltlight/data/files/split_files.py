@@ -15,8 +15,8 @@ direction, the class folder being the training class's WordNet id.
 import os
 from typing import ClassVar
 
-from ltlight.data.file_base import FileLongTailDataModule
-from ltlight.data.image_list import ImageList, class_names_from_paths, read_split_file
+from ltlight.data.files.datamodule import FileLongTailDataModule
+from ltlight.data.files.image_list import ImageList, class_names_from_paths, read_split_file
 
 
 class SplitFileLTDataModule(FileLongTailDataModule):
@@ -28,8 +28,8 @@ class SplitFileLTDataModule(FileLongTailDataModule):
         batch_size, eval_batch_size, num_workers, seed, augment, color_jitter, val_per_class,
         imbalance_ratio, profile, step_fraction, image_size, resize, check_files,
         skip_bad_images, decode_on_device: see
-            :class:`~ltlight.data.file_base.FileLongTailDataModule`. ``val_per_class`` applies
-            only when the validation file is absent.
+            :class:`~ltlight.data.files.datamodule.FileLongTailDataModule`. ``val_per_class``
+            applies only when the validation file is absent.
     """
 
     #: ``ImageNet_LT`` / ``Places_LT``.

@@ -2,8 +2,8 @@
 
 import os
 
-from ltlight.data.file_base import FileLongTailDataModule
-from ltlight.data.image_list import ImageList, read_csv, scan_image_folder
+from ltlight.data.files.datamodule import FileLongTailDataModule
+from ltlight.data.files.image_list import ImageList, read_csv, scan_image_folder
 
 
 class ImageFolderLTDataModule(FileLongTailDataModule):
@@ -26,7 +26,7 @@ class ImageFolderLTDataModule(FileLongTailDataModule):
         batch_size, eval_batch_size, num_workers, seed, augment, color_jitter, val_per_class,
         imbalance_ratio, profile, step_fraction, image_size, resize, check_files,
         skip_bad_images, decode_on_device: see
-            :class:`~ltlight.data.file_base.FileLongTailDataModule`.
+            :class:`~ltlight.data.files.datamodule.FileLongTailDataModule`.
 
     Example:
         >>> import tempfile, pathlib, PIL.Image

@@ -15,7 +15,7 @@ uint8 ``(N, C, H, W)`` tensor and int64 labels on the CPU. This class then
   (the papers' protocol) the balanced test split also serves as validation: select nothing;
 * keeps the seeded long-tailed subset of the rest of the training split
   (:func:`long_tail_indices`) and the whole balanced test split (test and prediction set);
-* builds :class:`~ltlight.data.device_loader.DeviceDataLoader` on the trainer's device
+* builds :class:`~ltlight.data.tensor.loader.DeviceDataLoader` on the trainer's device
   (``trainer.strategy.root_device``; the CPU without a trainer), sharded by
   ``trainer.global_rank`` / ``trainer.world_size``.
 """
@@ -29,7 +29,6 @@ from lightning.pytorch import LightningDataModule
 from torch import Tensor
 
 from ltlight._lightning_internals import processed_batches_in_epoch
-from ltlight.data.device_loader import DeviceDataLoader
 from ltlight.data.profiles import (
     check_imbalance_ratio,
     check_profile,
@@ -37,6 +36,7 @@ from ltlight.data.profiles import (
     long_tail_indices,
     validation_indices,
 )
+from ltlight.data.tensor.loader import DeviceDataLoader
 
 
 class LongTailDataModule(LightningDataModule):

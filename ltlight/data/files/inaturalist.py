@@ -11,8 +11,8 @@ Labels are the category ids' positions in id order (the ids are 0 … 8141 in th
 
 import os
 
-from ltlight.data.file_base import FileLongTailDataModule
-from ltlight.data.image_list import ImageList, read_coco_json
+from ltlight.data.files.datamodule import FileLongTailDataModule
+from ltlight.data.files.image_list import ImageList, read_coco_json
 
 
 class INaturalist2018DataModule(FileLongTailDataModule):
@@ -25,7 +25,7 @@ class INaturalist2018DataModule(FileLongTailDataModule):
         batch_size, eval_batch_size, num_workers, seed, augment, color_jitter, val_per_class,
         imbalance_ratio, profile, step_fraction, image_size, resize, check_files,
         skip_bad_images, decode_on_device: see
-            :class:`~ltlight.data.file_base.FileLongTailDataModule`.
+            :class:`~ltlight.data.files.datamodule.FileLongTailDataModule`.
     """
 
     name = "iNaturalist 2018"

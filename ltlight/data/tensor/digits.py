@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ltlight.data.base import LongTailDataModule
+from ltlight.data.tensor.datamodule import LongTailDataModule
 
 TEST_PER_CLASS = 50
 SPLIT_SEED = 0

@@ -11,14 +11,14 @@ profile applied), so the streamed run trains on exactly the same samples.
 (``s3://``, ``gs://``, … — whatever LitData reads): ``litdata.StreamingDataset`` fetches chunks
 into a local cache bounded by ``max_cache_size``. The class counts come from ``ltlight.json``
 (identical on every rank, known before any image is read). Sampling, sharding, augmentation and
-resume are those of the other file datamodules (:class:`~ltlight.data.file_loader.FileDataLoader`
-over :class:`~ltlight.data.device_loader.EpochSampler`): each sample is read by index, so DRS's
+resume are those of the other file datamodules (:class:`~ltlight.data.files.loader.FileDataLoader`
+over :class:`~ltlight.data.sampling.EpochSampler`): each sample is read by index, so DRS's
 class-balanced epochs and exact resume work unchanged; the price is that a shuffled epoch touches
 every chunk of a rank's shard in random order, which the cache absorbs when it holds the shard.
 
 Needs the optional extra: ``pip install 'ltlight[stream]'``. Convert from the command line::
 
-    python -m ltlight.data.streaming --data configs/imagenet_lt/data.yaml \\
+    python -m ltlight.data.files.streaming --data configs/imagenet_lt/data.yaml \\
         --output_dir /shared/imagenet_lt_litdata [--num_workers 8] [--chunk_bytes 256MB]
 """
 
@@ -28,9 +28,9 @@ import os
 import sys
 from typing import Any
 
-from ltlight.data.file_base import FileLongTailDataModule
-from ltlight.data.image_files import ImageFileDataset
-from ltlight.data.image_list import ImageList
+from ltlight.data.files.datamodule import FileLongTailDataModule
+from ltlight.data.files.dataset import ImageFileDataset
+from ltlight.data.files.image_list import ImageList
 
 #: The metadata file beside the split folders.
 METADATA = "ltlight.json"
@@ -157,7 +157,7 @@ class StreamingLTDataModule(FileLongTailDataModule):
         max_cache_size: the most local disk the cache may take (LitData's format, ``"50GB"``).
         batch_size, eval_batch_size, num_workers, seed, augment, color_jitter, image_size,
         resize, skip_bad_images, decode_on_device: see
-            :class:`~ltlight.data.file_base.FileLongTailDataModule`. The validation split,
+            :class:`~ltlight.data.files.datamodule.FileLongTailDataModule`. The validation split,
             profile and file checks were applied at conversion.
     """
 
@@ -205,7 +205,8 @@ class StreamingLTDataModule(FileLongTailDataModule):
                 return json.load(f)
         if not os.path.isfile(path):
             raise FileNotFoundError(
-                f"{path} does not exist: convert a dataset first (python -m ltlight.data.streaming)"
+                f"{path} does not exist: convert a dataset first "
+                "(python -m ltlight.data.files.streaming)"
             )
         with open(path) as f:
             return json.load(f)
@@ -243,7 +244,7 @@ class StreamingLTDataModule(FileLongTailDataModule):
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m ltlight.data.streaming --data <datamodule config> --output_dir <folder>``."""
+    """``python -m ltlight.data.files.streaming --data <datamodule config> --output_dir <dir>``."""
     from jsonargparse import ArgumentParser
 
     parser = ArgumentParser(description="Convert a file datamodule to LitData's format.")

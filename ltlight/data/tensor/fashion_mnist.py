@@ -20,7 +20,7 @@ from typing import ClassVar
 from torch import Tensor
 from torchvision.datasets import FashionMNIST
 
-from ltlight.data.base import LongTailDataModule
+from ltlight.data.tensor.datamodule import LongTailDataModule
 
 SYSTEM_DIR = "/usr/share/datasets/fashion-mnist"
 
