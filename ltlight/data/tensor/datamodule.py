@@ -15,31 +15,21 @@ uint8 ``(N, C, H, W)`` tensor and int64 labels on the CPU. This class then
   (the papers' protocol) the balanced test split also serves as validation: select nothing;
 * keeps the seeded long-tailed subset of the rest of the training split
   (:func:`long_tail_indices`) and the whole balanced test split (test and prediction set);
-* builds :class:`~ltlight.data.tensor.loader.DeviceDataLoader` on the trainer's device
-  (``trainer.strategy.root_device``; the CPU without a trainer), sharded by
-  ``trainer.global_rank`` / ``trainer.world_size``.
+* makes a :class:`~ltlight.data.tensor.loader.DeviceDataLoader` of a split, copied once to the
+  device the loaders of :class:`~ltlight.data.base.SplitDataModule` are made on.
 """
 
-import math
-import numbers
 from typing import ClassVar
 
 import torch
-from lightning.pytorch import LightningDataModule
 from torch import Tensor
 
-from ltlight._lightning_internals import processed_batches_in_epoch
-from ltlight.data.profiles import (
-    check_imbalance_ratio,
-    check_profile,
-    long_tail_counts,
-    long_tail_indices,
-    validation_indices,
-)
+from ltlight.data.base import SplitDataModule
+from ltlight.data.profiles import long_tail_counts, long_tail_indices, validation_indices
 from ltlight.data.tensor.loader import DeviceDataLoader
 
 
-class LongTailDataModule(LightningDataModule):
+class LongTailDataModule(SplitDataModule):
     """Base class of the long-tailed datamodules.
 
     Args:
@@ -55,14 +45,9 @@ class LongTailDataModule(LightningDataModule):
             split is also the validation split (the papers' protocol: no model selection).
     """
 
-    #: Dataset name, for messages.
-    name: ClassVar[str] = "dataset"
     num_classes: ClassVar[int]
     in_channels: ClassVar[int]
     image_size: ClassVar[int]
-    #: Per-channel mean / std of the [0, 1] images, for normalisation.
-    mean: ClassVar[tuple[float, ...]]
-    std: ClassVar[tuple[float, ...]]
     #: Zero padding of the random crop (``None``: no crop) and whether to flip, when augmenting.
     crop_padding: ClassVar[int | None] = 4
     flip: ClassVar[bool] = True
@@ -80,38 +65,16 @@ class LongTailDataModule(LightningDataModule):
         augment: bool = True,
         val_per_class: int = 0,
     ) -> None:
-        super().__init__()
-        self.save_hyperparameters()  # primitive arguments only: checkpoints record the data setup
-        check_imbalance_ratio(imbalance_ratio)
-        check_profile(profile, step_fraction)
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-            raise ValueError(f"seed must be an integer, got {seed!r}")
-        if not 0 <= seed < 2**63:
-            raise ValueError(f"seed must be in [0, 2**63), got {seed}")
-        for argument, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
-            if value is None:
-                continue
-            whole = isinstance(value, numbers.Real) and math.isfinite(value) and int(value) == value
-            if isinstance(value, bool) or not whole or value < 1:
-                raise ValueError(f"{argument} must be an integer >= 1, got {value!r}")
-        self.imbalance_ratio = imbalance_ratio
-        self.profile = profile
-        self.step_fraction = step_fraction
-        self.batch_size = int(batch_size)
-        self.eval_batch_size = int(eval_batch_size) if eval_batch_size is not None else None
-        self.seed = seed
-        self.augment = augment
-        if (
-            isinstance(val_per_class, bool)
-            or not isinstance(val_per_class, numbers.Integral)
-            or not 0 <= val_per_class < self.max_count
-        ):
+        super().__init__(batch_size, eval_batch_size, seed, augment, val_per_class)
+        if self.val_per_class >= self.max_count:
             raise ValueError(
                 f"val_per_class must be an integer in [0, {self.max_count}) ({self.name} has "
                 f"{self.max_count} training images per class, one must stay for training), "
                 f"got {val_per_class!r}"
             )
-        self.val_per_class = int(val_per_class)
+        self.imbalance_ratio = imbalance_ratio
+        self.profile = profile
+        self.step_fraction = step_fraction
         #: Training images per class of the whole long-tailed training set (head class first);
         #: with a validation split no class keeps more than ``max_count − val_per_class``.
         self.class_counts: list[int] = [
@@ -159,10 +122,8 @@ class LongTailDataModule(LightningDataModule):
             return list(self.class_names)
         return [str(c) for c in range(self.num_classes)]
 
-    @property
-    def validates_on_test(self) -> bool:
-        """Whether the validation loader serves the test split (``val_per_class = 0``)."""
-        return self.val_per_class == 0
+    def has_split(self, split: str) -> bool:
+        return split != "val" or self.val_per_class > 0
 
     def _load_checked(self, train: bool) -> tuple[Tensor, Tensor]:
         """:meth:`load_split`, its labels checked once here rather than in every step: a label
@@ -180,34 +141,19 @@ class LongTailDataModule(LightningDataModule):
     def teardown(self, stage: str | None = None) -> None:
         self._on_device.clear()  # release the device copies; the CPU arrays stay for reuse
 
-    def train_dataloader(self) -> DeviceDataLoader:
-        return self._loader("train", self.batch_size, shuffle=True, augment=self.augment)
-
-    def val_dataloader(self) -> DeviceDataLoader:
-        split = "test" if self.validates_on_test else "val"
-        return self._loader(split, self.eval_batch_size or self.batch_size)
-
-    def test_dataloader(self) -> DeviceDataLoader:
-        return self._loader("test", self.eval_batch_size or self.batch_size)
-
-    def predict_dataloader(self) -> DeviceDataLoader:
-        return self._loader("test", self.eval_batch_size or self.batch_size)
-
-    # -- helpers ----------------------------------------------------------------------------
-    def _loader(
-        self, split: str, batch_size: int, shuffle: bool = False, augment: bool = False
+    def make_loader(
+        self, split: str, batch_size: int, device: torch.device, rank: int, world_size: int
     ) -> DeviceDataLoader:
-        trainer = self.trainer
-        device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
-        rank, world_size = (0, 1) if trainer is None else (trainer.global_rank, trainer.world_size)
         images, labels = self._split_on(split, device)
-        loader = DeviceDataLoader(
+        train = split == "train"
+        augment = train and self.augment
+        return DeviceDataLoader(
             images,
             labels,
             batch_size,
             mean=self.mean,
             std=self.std,
-            shuffle=shuffle,
+            shuffle=train,
             crop_padding=self.crop_padding if augment else None,
             flip=self.flip and augment,
             seed=self.seed,
@@ -215,11 +161,8 @@ class LongTailDataModule(LightningDataModule):
             world_size=world_size,
             device=device,
         )
-        if split == "train" and trainer is not None:
-            # Where Lightning resumes: the batches of this epoch whose optimiser step is done.
-            loader.progress = lambda: processed_batches_in_epoch(trainer)
-        return loader
 
+    # -- helpers ----------------------------------------------------------------------------
     def _split_on(self, split: str, device: torch.device) -> tuple[Tensor, Tensor]:
         """The split on ``device``, copied there once and reused by every loader."""
         data = {"train": self.train_data, "val": self.val_data, "test": self.test_data}[split]
