@@ -155,10 +155,10 @@ class StreamingLTDataModule(FileLongTailDataModule):
             LitData reads (``s3://bucket/imagenet_lt``).
         cache_dir: where chunks are cached locally; ``None``: LitData's default.
         max_cache_size: the most local disk the cache may take (LitData's format, ``"50GB"``).
-        batch_size, eval_batch_size, num_workers, seed, augment, color_jitter, image_size,
-        resize, skip_bad_images, decode_on_device: see
-            :class:`~ltlight.data.files.datamodule.FileLongTailDataModule`. The validation split,
-            profile and file checks were applied at conversion.
+        **kwargs: the arguments of
+            :class:`~ltlight.data.files.datamodule.FileLongTailDataModule` (``batch_size``,
+            ``num_workers``, ``image_size``, …), by name, but for the validation split, the
+            profile and the file checks: applied at conversion.
     """
 
     name = "LitData stream"
@@ -168,29 +168,16 @@ class StreamingLTDataModule(FileLongTailDataModule):
         input_dir: str,
         cache_dir: str | None = None,
         max_cache_size: str = "50GB",
-        batch_size: int = 256,
-        eval_batch_size: int | None = None,
-        num_workers: int = 4,
-        seed: int = 0,
-        augment: bool = True,
-        color_jitter: float = 0.4,
-        image_size: int = 224,
-        resize: int = 256,
-        skip_bad_images: bool = False,
-        decode_on_device: bool = False,
+        **kwargs: Any,
     ) -> None:
+        # Applied at conversion: the stored splits are the checked, carved and profiled ones.
         super().__init__(
-            batch_size=batch_size,
-            eval_batch_size=eval_batch_size,
-            num_workers=num_workers,
-            seed=seed,
-            augment=augment,
-            color_jitter=color_jitter,
-            image_size=image_size,
-            resize=resize,
             check_files=False,
-            skip_bad_images=skip_bad_images,
-            decode_on_device=decode_on_device,
+            val_per_class=0,
+            imbalance_ratio=None,
+            profile="exp",
+            step_fraction=0.5,
+            **kwargs,
         )
         self.input_dir = input_dir.rstrip("/")
         self.cache_dir = cache_dir
