@@ -102,15 +102,8 @@ def long_tail_indices(
     Returns:
         Sorted int64 indices into ``labels`` (CPU), ``sum(class_counts)`` of them.
     """
-    labels = torch.as_tensor(labels).to(device="cpu", dtype=torch.int64)
     counts = torch.as_tensor(list(class_counts), dtype=torch.int64)
-    if labels.dim() != 1:
-        raise ValueError(f"labels must be 1-D, got shape {tuple(labels.shape)}")
-    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= len(counts)):
-        raise ValueError(
-            f"labels must be in [0, {len(counts)}) for {len(counts)} class_counts, "
-            f"got values in [{int(labels.min())}, {int(labels.max())}]"
-        )
+    labels = _checked_labels(labels, len(counts))
     if bool((counts < 0).any()):
         raise ValueError(f"class_counts must be non-negative, got {counts.tolist()}")
     available = torch.bincount(labels, minlength=len(counts))
@@ -123,6 +116,19 @@ def long_tail_indices(
         )
 
     return _first_per_class(labels, counts, available, seed)
+
+
+def _checked_labels(labels: Tensor | Sequence[int], num_classes: int | None) -> Tensor:
+    """``labels`` as 1-D int64 on the CPU, in ``[0, num_classes)`` (``None``: any ≥ 0)."""
+    labels = torch.as_tensor(labels).to(device="cpu", dtype=torch.int64)
+    if labels.dim() != 1:
+        raise ValueError(f"labels must be 1-D, got shape {tuple(labels.shape)}")
+    if labels.numel():
+        low, high = int(labels.min()), int(labels.max())
+        if low < 0 or (num_classes is not None and high >= num_classes):
+            allowed = f"[0, {num_classes})" if num_classes is not None else ">= 0"
+            raise ValueError(f"labels must be in {allowed}, got values in [{low}, {high}]")
+    return labels
 
 
 def _first_per_class(labels: Tensor, counts: Tensor, available: Tensor, seed: int) -> Tensor:
@@ -177,15 +183,8 @@ def validation_indices(
         (4, 2)
     """
     per_class = check_integer("val_per_class", per_class, 0)
-    labels = torch.as_tensor(labels).to(device="cpu", dtype=torch.int64)
-    if labels.dim() != 1:
-        raise ValueError(f"labels must be 1-D, got shape {tuple(labels.shape)}")
+    labels = _checked_labels(labels, len(class_names) if class_names is not None else None)
     num_classes = len(class_names) if class_names is not None else int(labels.max()) + 1
-    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
-        raise ValueError(
-            f"labels must be in [0, {num_classes}), got values in "
-            f"[{int(labels.min())}, {int(labels.max())}]"
-        )
     all_indices = torch.arange(len(labels))
     if per_class == 0:
         return all_indices, all_indices[:0]

@@ -28,6 +28,7 @@ import os
 import sys
 from typing import Any
 
+from ltlight.checks import check_integer
 from ltlight.data.files.datamodule import FileLongTailDataModule
 from ltlight.data.files.dataset import ImageFileDataset
 from ltlight.data.files.image_list import ImageList
@@ -78,8 +79,7 @@ def convert(
         The metadata written to ``ltlight.json``.
     """
     litdata = _litdata()
-    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
-        raise ValueError(f"num_workers must be an integer >= 1, got {num_workers!r}")
+    num_workers = check_integer("num_workers", num_workers, 1)
     if os.path.exists(os.path.join(output_dir, METADATA)):
         raise FileExistsError(f"{output_dir} already holds a converted dataset ({METADATA})")
     metadata: dict[str, Any] = {

@@ -1,4 +1,4 @@
-"""What every long-tailed datamodule shares; a dataset file only says how to load its arrays.
+"""What every in-memory datamodule shares; a dataset file only says how to load its arrays.
 
 A subclass sets the dataset's constants (``num_classes``, ``in_channels``, ``image_size``,
 ``max_count`` — images per class of the balanced training set —, ``mean``/``std`` and the
@@ -30,7 +30,7 @@ from ltlight.data.tensor.loader import DeviceDataLoader
 
 
 class LongTailDataModule(SplitDataModule):
-    """Base class of the long-tailed datamodules.
+    """Base of the in-memory long-tailed datamodules (see the module doc).
 
     Args:
         imbalance_ratio: ``ρ = n_max / n_min`` ≥ 1 of the training split.
