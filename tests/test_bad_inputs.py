@@ -29,7 +29,8 @@ from ltlight.data import (
     FashionMNISTLTDataModule,
     long_tail_counts,
 )
-from ltlight.data.device_loader import DeviceDataLoader, EpochSampler
+from ltlight.data.sampling import EpochSampler
+from ltlight.data.tensor.loader import DeviceDataLoader
 from ltlight.losses import (
     FocalLoss,
     GHMCLoss,

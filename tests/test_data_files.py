@@ -13,14 +13,14 @@ from fake_datasets import code_colour, read_code, write_image_folder, write_jpeg
 from PIL import Image
 
 from ltlight.data import FileDataLoader, ImageFolderLTDataModule
-from ltlight.data.color_jitter import color_jitter, color_jitter_with
-from ltlight.data.device_loader import EpochSampler
-from ltlight.data.image_files import (
+from ltlight.data.files.color_jitter import color_jitter, color_jitter_with
+from ltlight.data.files.dataset import (
     ImageFileDataset,
     center_crop_box,
     random_resized_crop_box,
 )
-from ltlight.data.image_list import ImageList
+from ltlight.data.files.image_list import ImageList
+from ltlight.data.sampling import EpochSampler
 
 COUNTS = {"ant": 12, "bee": 6, "cat": 3}  # 21 images, classes 0, 1, 2
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)

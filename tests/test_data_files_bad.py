@@ -7,8 +7,8 @@ from fake_datasets import write_image_folder, write_jpeg
 
 from ltlight.cli import USER_ERRORS
 from ltlight.data import ImageFolderLTDataModule
-from ltlight.data.image_files import BadImageError
-from ltlight.data.image_list import read_coco_json, read_split_file
+from ltlight.data.files.dataset import BadImageError
+from ltlight.data.files.image_list import read_coco_json, read_split_file
 
 
 def files_under(path):

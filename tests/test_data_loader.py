@@ -7,7 +7,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
 
 from ltlight.data import DeviceDataLoader, DigitsLTDataModule
-from ltlight.data.device_loader import EpochSampler
+from ltlight.data.sampling import EpochSampler
 
 COUNTS = [40, 20, 10, 5, 2]
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)

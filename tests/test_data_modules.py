@@ -18,7 +18,7 @@ from ltlight.data import (
     long_tail_counts,
     long_tail_indices,
 )
-from ltlight.data.fashion_mnist import SYSTEM_DIR
+from ltlight.data.tensor.fashion_mnist import SYSTEM_DIR
 
 CIFAR10_LT_100 = [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]
 

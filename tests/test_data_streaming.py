@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ltlight.data import ImageFolderLTDataModule, StreamingLTDataModule
-from ltlight.data.streaming import METADATA, convert, main
+from ltlight.data.files.streaming import METADATA, convert, main
 
 pytest.importorskip("litdata")
 ROOT = Path(__file__).resolve().parents[1]

@@ -21,7 +21,7 @@ import lightning as L
 import pytest
 import torch
 
-from ltlight.data.device_loader import EpochSampler
+from ltlight.data.sampling import EpochSampler
 from ltlight.losses import GHMCLoss, LDAMLoss, effective_number
 
 WORLD_SIZE = 2

@@ -11,7 +11,7 @@ import ddp_files_worker
 import pytest
 from conftest import FOLDER_COUNTS
 
-from ltlight.data.device_loader import EpochSampler
+from ltlight.data.sampling import EpochSampler
 
 WORKER = Path(__file__).with_name("ddp_files_worker.py")
 

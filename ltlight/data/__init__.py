@@ -1,24 +1,25 @@
-"""Long-tailed datasets as LightningDataModules, and the device-resident loader they use."""
+"""Long-tailed datasets as LightningDataModules: in memory (``tensor``) or files (``files``)."""
 
-from ltlight.data.augment import Normalize, crop_flip, random_crop_flip
-from ltlight.data.base import LongTailDataModule
-from ltlight.data.cifar import CIFAR10LTDataModule, CIFAR100LTDataModule
-from ltlight.data.device_loader import DeviceDataLoader, EpochSampler
-from ltlight.data.digits import DigitsLTDataModule
-from ltlight.data.fashion_mnist import FashionMNISTLTDataModule
-from ltlight.data.file_base import FileLongTailDataModule
-from ltlight.data.file_loader import FileDataLoader
-from ltlight.data.image_folder import ImageFolderLTDataModule
-from ltlight.data.image_list import ImageList
-from ltlight.data.imagenet_lt import ImageNetLTDataModule, PlacesLTDataModule
-from ltlight.data.inaturalist import INaturalist2018DataModule
+from ltlight.data.files.datamodule import FileLongTailDataModule
+from ltlight.data.files.folder import ImageFolderLTDataModule
+from ltlight.data.files.image_list import ImageList
+from ltlight.data.files.inaturalist import INaturalist2018DataModule
+from ltlight.data.files.loader import FileDataLoader
+from ltlight.data.files.split_files import ImageNetLTDataModule, PlacesLTDataModule
+from ltlight.data.files.streaming import StreamingLTDataModule
 from ltlight.data.profiles import (
     PROFILES,
     long_tail_counts,
     long_tail_indices,
     validation_indices,
 )
-from ltlight.data.streaming import StreamingLTDataModule
+from ltlight.data.sampling import EpochSampler
+from ltlight.data.tensor.augment import Normalize, crop_flip, random_crop_flip
+from ltlight.data.tensor.cifar import CIFAR10LTDataModule, CIFAR100LTDataModule
+from ltlight.data.tensor.datamodule import LongTailDataModule
+from ltlight.data.tensor.digits import DigitsLTDataModule
+from ltlight.data.tensor.fashion_mnist import FashionMNISTLTDataModule
+from ltlight.data.tensor.loader import DeviceDataLoader
 
 __all__ = [
     "PROFILES",

@@ -1,233 +1,111 @@
-"""What every long-tailed datamodule shares; a dataset file only says how to load its arrays.
+"""One datamodule base for both pipelines: the shared arguments and a loader for every split.
 
-A subclass sets the dataset's constants (``num_classes``, ``in_channels``, ``image_size``,
-``max_count`` — images per class of the balanced training set —, ``mean``/``std`` and the
-augmentation) and implements :meth:`LongTailDataModule.load_split`, which returns a split as a
-uint8 ``(N, C, H, W)`` tensor and int64 labels on the CPU. This class then
+The in-memory :class:`~ltlight.data.tensor.datamodule.LongTailDataModule` and the file
+:class:`~ltlight.data.files.datamodule.FileLongTailDataModule` differ in how a split is held and
+read; what a Trainer sees of them is the same and lives here:
 
-* computes ``class_counts`` from the profile at construction — before ``setup`` and identically on
-  every DDP rank, so losses and callbacks can use them at once;
-* with ``val_per_class = k > 0``, carves ``k`` images of every class (seeded,
-  :func:`~ltlight.data.profiles.validation_indices`) from the balanced training pool *before* the
-  long-tailed subset is drawn: a balanced validation split disjoint from train and test, on which
-  checkpoints are selected and post-hoc calibration is fitted. The head class then keeps
-  ``min(n_max, pool − k)`` images (every class: ``min(n_c, max_count − k)``). With ``k = 0``
-  (the papers' protocol) the balanced test split also serves as validation: select nothing;
-* keeps the seeded long-tailed subset of the rest of the training split
-  (:func:`long_tail_indices`) and the whole balanced test split (test and prediction set);
-* builds :class:`~ltlight.data.device_loader.DeviceDataLoader` on the trainer's device
-  (``trainer.strategy.root_device``; the CPU without a trainer), sharded by
-  ``trainer.global_rank`` / ``trainer.world_size``.
+* the arguments every dataset takes — ``batch_size``, ``eval_batch_size``, ``seed``, ``augment``,
+  ``val_per_class`` — checked once, and ``save_hyperparameters`` recording them with every
+  subclass's own (checkpoints record the data set-up; primitive arguments only);
+* the loaders: training on the training split, shuffled (augmented with ``augment``); validation
+  on the validation split or, when there is none, on the test split (:attr:`validates_on_test`:
+  the papers' protocol, nothing may be selected on it); test and prediction on the test split;
+  evaluation in batches of ``eval_batch_size``;
+* each loader made on the trainer's device (``trainer.strategy.root_device``; the CPU without a
+  trainer) for ``trainer.global_rank`` of ``trainer.world_size``, the training loader given
+  Lightning's count of the epoch's processed batches, so that it resumes where Lightning does.
+
+A subclass says which splits it has (:meth:`SplitDataModule.has_split`) and makes the loader of
+a split (:meth:`SplitDataModule.make_loader`).
 """
 
-import math
-import numbers
 from typing import ClassVar
 
 import torch
 from lightning.pytorch import LightningDataModule
-from torch import Tensor
 
 from ltlight._lightning_internals import processed_batches_in_epoch
-from ltlight.data.device_loader import DeviceDataLoader
-from ltlight.data.profiles import (
-    check_imbalance_ratio,
-    check_profile,
-    long_tail_counts,
-    long_tail_indices,
-    validation_indices,
-)
+from ltlight.checks import check_integer
+from ltlight.data.sampling import ResumableEpochLoader
 
 
-class LongTailDataModule(LightningDataModule):
-    """Base class of the long-tailed datamodules.
+class SplitDataModule(LightningDataModule):
+    """Base of :class:`LongTailDataModule` and :class:`FileLongTailDataModule` (see the module doc).
 
     Args:
-        imbalance_ratio: ``ρ = n_max / n_min`` ≥ 1 of the training split.
-        profile: ``"exp"`` or ``"step"`` (see :func:`~ltlight.data.long_tail_counts`).
-        step_fraction: for ``"step"``, the fraction of head classes, in (0, 1).
         batch_size: training images per batch (per rank), ≥ 1.
         eval_batch_size: evaluation images per batch (per rank), ≥ 1; ``None``: ``batch_size``.
-        seed: the long-tailed subset, the epoch order and the augmentation all derive from it.
-        augment: random crop / flip of the training batches (per dataset, see its class).
-        val_per_class: ``k`` ≥ 0 images per class carved from the balanced training pool as the
-            validation split (seeded by ``seed``, disjoint from train and test); ``0``: the test
-            split is also the validation split (the papers' protocol: no model selection).
+        seed: in ``[0, 2**63)``; the data's randomness (subsets, order, augmentation) derives
+            from it.
+        augment: augment the training batches (how: per pipeline and dataset).
+        val_per_class: ``k`` ≥ 0 images per class carved from the training split as a balanced
+            validation split (``0``: none is carved).
     """
 
     #: Dataset name, for messages.
     name: ClassVar[str] = "dataset"
-    num_classes: ClassVar[int]
-    in_channels: ClassVar[int]
-    image_size: ClassVar[int]
     #: Per-channel mean / std of the [0, 1] images, for normalisation.
     mean: ClassVar[tuple[float, ...]]
     std: ClassVar[tuple[float, ...]]
-    #: Zero padding of the random crop (``None``: no crop) and whether to flip, when augmenting.
-    crop_padding: ClassVar[int | None] = 4
-    flip: ClassVar[bool] = True
-    #: Names of the classes (tables, charts, W&B panels, error messages); ``None``: indices.
-    class_names: ClassVar[tuple[str, ...] | None] = None
 
     def __init__(
         self,
-        imbalance_ratio: float = 100.0,
-        profile: str = "exp",
-        step_fraction: float = 0.5,
-        batch_size: int = 128,
-        eval_batch_size: int | None = None,
-        seed: int = 0,
-        augment: bool = True,
-        val_per_class: int = 0,
+        batch_size: int,
+        eval_batch_size: int | None,
+        seed: int,
+        augment: bool,
+        val_per_class: int,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()  # primitive arguments only: checkpoints record the data setup
-        check_imbalance_ratio(imbalance_ratio)
-        check_profile(profile, step_fraction)
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-            raise ValueError(f"seed must be an integer, got {seed!r}")
-        if not 0 <= seed < 2**63:
-            raise ValueError(f"seed must be in [0, 2**63), got {seed}")
-        for argument, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
-            if value is None:
-                continue
-            whole = isinstance(value, numbers.Real) and math.isfinite(value) and int(value) == value
-            if isinstance(value, bool) or not whole or value < 1:
-                raise ValueError(f"{argument} must be an integer >= 1, got {value!r}")
-        self.imbalance_ratio = imbalance_ratio
-        self.profile = profile
-        self.step_fraction = step_fraction
-        self.batch_size = int(batch_size)
-        self.eval_batch_size = int(eval_batch_size) if eval_batch_size is not None else None
-        self.seed = seed
+        # Records the arguments of every subclass's __init__ too (primitive ones only).
+        self.save_hyperparameters()
+        self.batch_size = check_integer("batch_size", batch_size, 1)
+        if eval_batch_size is not None:
+            eval_batch_size = check_integer("eval_batch_size", eval_batch_size, 1)
+        self.eval_batch_size = eval_batch_size
+        self.seed = check_integer("seed", seed, 0, 2**63 - 1)
         self.augment = augment
-        if (
-            isinstance(val_per_class, bool)
-            or not isinstance(val_per_class, numbers.Integral)
-            or not 0 <= val_per_class < self.max_count
-        ):
-            raise ValueError(
-                f"val_per_class must be an integer in [0, {self.max_count}) ({self.name} has "
-                f"{self.max_count} training images per class, one must stay for training), "
-                f"got {val_per_class!r}"
-            )
-        self.val_per_class = int(val_per_class)
-        #: Training images per class of the whole long-tailed training set (head class first);
-        #: with a validation split no class keeps more than ``max_count − val_per_class``.
-        self.class_counts: list[int] = [
-            min(n, self.max_count - self.val_per_class)
-            for n in long_tail_counts(
-                self.max_count, self.num_classes, imbalance_ratio, profile, step_fraction
-            )
-        ]
-        #: ``(images, labels)`` on the CPU once :meth:`setup` has run.
-        self.train_data: tuple[Tensor, Tensor] | None = None
-        self.val_data: tuple[Tensor, Tensor] | None = None
-        self.test_data: tuple[Tensor, Tensor] | None = None
-        self._on_device: dict[tuple[str, torch.device], tuple[Tensor, Tensor]] = {}
+        self.val_per_class = check_integer("val_per_class", val_per_class, 0)
 
-    @property
-    def max_count(self) -> int:
-        """Images per class in the balanced training split: the head class's count ``n_max``."""
+    def has_split(self, split: str) -> bool:
+        """Whether the dataset has a ``"train"``, ``"val"`` or ``"test"`` split."""
         raise NotImplementedError
 
-    def load_split(self, train: bool) -> tuple[Tensor, Tensor]:
-        """The balanced training (``train=True``) or test split: uint8 ``(N, C, H, W)``, int64."""
+    def make_loader(
+        self, split: str, batch_size: int, device: torch.device, rank: int, world_size: int
+    ) -> ResumableEpochLoader:
+        """The loader of ``split`` for one rank; ``"train"``: shuffled, augmented if ``augment``."""
         raise NotImplementedError
-
-    # -- LightningDataModule hooks ----------------------------------------------------------
-    def setup(self, stage: str | None = None) -> None:
-        if self.train_data is None and (stage in (None, "fit") or self.val_per_class > 0):
-            images, labels = self._load_checked(train=True)
-            pool, val = validation_indices(
-                labels, self.val_per_class, seed=self.seed, class_names=self._names_for_errors()
-            )
-            self.val_data = (images[val], labels[val])
-            keep = pool[long_tail_indices(labels[pool], self.class_counts, seed=self.seed)]
-            self.train_data = (images[keep], labels[keep])
-            counts = torch.bincount(self.train_data[1], minlength=self.num_classes).tolist()
-            if counts != self.class_counts:
-                raise RuntimeError(
-                    f"{self.name}: the long-tailed subset has {counts} images per class, "
-                    f"expected {self.class_counts}"
-                )
-        if self.test_data is None:
-            self.test_data = self._load_checked(train=False)
-
-    def _names_for_errors(self) -> list[str]:
-        if self.class_names is not None and len(self.class_names) == self.num_classes:
-            return list(self.class_names)
-        return [str(c) for c in range(self.num_classes)]
 
     @property
     def validates_on_test(self) -> bool:
-        """Whether the validation loader serves the test split (``val_per_class = 0``)."""
-        return self.val_per_class == 0
+        """Whether the validation loader serves the test split (there is no validation split)."""
+        return not self.has_split("val") and self.has_split("test")
 
-    def _load_checked(self, train: bool) -> tuple[Tensor, Tensor]:
-        """:meth:`load_split`, its labels checked once here rather than in every step: a label
-        outside ``[0, num_classes)`` would fail deep in the loss (on a GPU: a device-side assert).
-        """
-        images, labels = self.load_split(train=train)
-        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
-            raise ValueError(
-                f"{self.name}: the {'training' if train else 'test'} split has labels in "
-                f"[{int(labels.min())}, {int(labels.max())}], outside the classes "
-                f"[0, {self.num_classes}) of num_classes={self.num_classes}"
-            )
-        return images, labels
+    # -- LightningDataModule hooks ----------------------------------------------------------
+    def train_dataloader(self) -> ResumableEpochLoader:
+        return self._loader("train", self.batch_size)
 
-    def teardown(self, stage: str | None = None) -> None:
-        self._on_device.clear()  # release the device copies; the CPU arrays stay for reuse
+    def val_dataloader(self) -> ResumableEpochLoader:
+        return self._loader("test" if self.validates_on_test else "val", self._eval_batch_size)
 
-    def train_dataloader(self) -> DeviceDataLoader:
-        return self._loader("train", self.batch_size, shuffle=True, augment=self.augment)
+    def test_dataloader(self) -> ResumableEpochLoader:
+        return self._loader("test", self._eval_batch_size)
 
-    def val_dataloader(self) -> DeviceDataLoader:
-        split = "test" if self.validates_on_test else "val"
-        return self._loader(split, self.eval_batch_size or self.batch_size)
-
-    def test_dataloader(self) -> DeviceDataLoader:
-        return self._loader("test", self.eval_batch_size or self.batch_size)
-
-    def predict_dataloader(self) -> DeviceDataLoader:
-        return self._loader("test", self.eval_batch_size or self.batch_size)
+    def predict_dataloader(self) -> ResumableEpochLoader:
+        return self._loader("test", self._eval_batch_size)
 
     # -- helpers ----------------------------------------------------------------------------
-    def _loader(
-        self, split: str, batch_size: int, shuffle: bool = False, augment: bool = False
-    ) -> DeviceDataLoader:
+    @property
+    def _eval_batch_size(self) -> int:
+        return self.eval_batch_size or self.batch_size
+
+    def _loader(self, split: str, batch_size: int) -> ResumableEpochLoader:
         trainer = self.trainer
         device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
         rank, world_size = (0, 1) if trainer is None else (trainer.global_rank, trainer.world_size)
-        images, labels = self._split_on(split, device)
-        loader = DeviceDataLoader(
-            images,
-            labels,
-            batch_size,
-            mean=self.mean,
-            std=self.std,
-            shuffle=shuffle,
-            crop_padding=self.crop_padding if augment else None,
-            flip=self.flip and augment,
-            seed=self.seed,
-            rank=rank,
-            world_size=world_size,
-            device=device,
-        )
+        loader = self.make_loader(split, batch_size, device, rank, world_size)
         if split == "train" and trainer is not None:
             # Where Lightning resumes: the batches of this epoch whose optimiser step is done.
             loader.progress = lambda: processed_batches_in_epoch(trainer)
         return loader
-
-    def _split_on(self, split: str, device: torch.device) -> tuple[Tensor, Tensor]:
-        """The split on ``device``, copied there once and reused by every loader."""
-        data = {"train": self.train_data, "val": self.val_data, "test": self.test_data}[split]
-        if data is None:
-            self.setup("fit" if split == "train" else "validate")
-            data = {"train": self.train_data, "val": self.val_data, "test": self.test_data}[split]
-        assert data is not None
-        key = (split, device)
-        if key not in self._on_device:
-            self._on_device[key] = (data[0].to(device), data[1].to(device))
-        return self._on_device[key]

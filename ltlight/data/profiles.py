@@ -14,33 +14,26 @@ permutation drawn from ``torch.Generator().manual_seed(seed)`` on the CPU, so th
 the same subset on any machine, and every seed gives the same counts.
 """
 
-import numbers
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
+from ltlight.checks import check_choice, check_integer, check_range
+
 PROFILES = ("exp", "step")
 
 
 def check_imbalance_ratio(imbalance_ratio: float) -> None:
-    """Raise ``ValueError`` unless ``imbalance_ratio`` (``ρ = n_max / n_min``) is ≥ 1."""
-    if isinstance(imbalance_ratio, bool) or not isinstance(imbalance_ratio, numbers.Real):
-        raise ValueError(f"imbalance_ratio must be a number >= 1, got {imbalance_ratio!r}")
-    if not imbalance_ratio >= 1:  # also rejects NaN
-        raise ValueError(
-            f"imbalance_ratio must be >= 1 (n_max / n_min; 1 is balanced), got {imbalance_ratio}"
-        )
+    """Raise ``ValueError`` unless ``imbalance_ratio`` (``ρ = n_max / n_min``; 1: balanced) ≥ 1."""
+    check_range("imbalance_ratio", imbalance_ratio, 1)
 
 
 def check_profile(profile: str, step_fraction: float) -> None:
-    """Raise ``ValueError`` for an unknown ``profile`` or a ``step_fraction`` outside (0, 1)."""
-    if profile not in PROFILES:
-        raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
-    if not 0 < step_fraction < 1:
-        raise ValueError(
-            f"step_fraction must be in (0, 1) (the share of head classes), got {step_fraction}"
-        )
+    """Raise ``ValueError`` for an unknown ``profile`` or a ``step_fraction`` (the share of head
+    classes) outside (0, 1)."""
+    check_choice("profile", profile, PROFILES)
+    check_range("step_fraction", step_fraction, 0, 1, low_open=True, high_open=True)
 
 
 def long_tail_counts(
@@ -68,13 +61,10 @@ def long_tail_counts(
         ValueError: an argument outside its range, or a ratio so large that a class would keep
             no image (``int(max_count / ρ) == 0``).
     """
-    if isinstance(max_count, bool) or int(max_count) != max_count or max_count < 1:
-        raise ValueError(f"max_count must be an integer >= 1, got {max_count!r}")
-    if isinstance(num_classes, bool) or int(num_classes) != num_classes or num_classes < 2:
-        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+    max_count = check_integer("max_count", max_count, 1)
+    num_classes = check_integer("num_classes", num_classes, 2)
     check_imbalance_ratio(imbalance_ratio)
     check_profile(profile, step_fraction)
-    max_count, num_classes = int(max_count), int(num_classes)
 
     imb_factor = 1.0 / imbalance_ratio  # the official code's parameter, kept for identical floats
     if profile == "exp":
@@ -112,15 +102,8 @@ def long_tail_indices(
     Returns:
         Sorted int64 indices into ``labels`` (CPU), ``sum(class_counts)`` of them.
     """
-    labels = torch.as_tensor(labels).to(device="cpu", dtype=torch.int64)
     counts = torch.as_tensor(list(class_counts), dtype=torch.int64)
-    if labels.dim() != 1:
-        raise ValueError(f"labels must be 1-D, got shape {tuple(labels.shape)}")
-    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= len(counts)):
-        raise ValueError(
-            f"labels must be in [0, {len(counts)}) for {len(counts)} class_counts, "
-            f"got values in [{int(labels.min())}, {int(labels.max())}]"
-        )
+    labels = _checked_labels(labels, len(counts))
     if bool((counts < 0).any()):
         raise ValueError(f"class_counts must be non-negative, got {counts.tolist()}")
     available = torch.bincount(labels, minlength=len(counts))
@@ -133,6 +116,19 @@ def long_tail_indices(
         )
 
     return _first_per_class(labels, counts, available, seed)
+
+
+def _checked_labels(labels: Tensor | Sequence[int], num_classes: int | None) -> Tensor:
+    """``labels`` as 1-D int64 on the CPU, in ``[0, num_classes)`` (``None``: any ≥ 0)."""
+    labels = torch.as_tensor(labels).to(device="cpu", dtype=torch.int64)
+    if labels.dim() != 1:
+        raise ValueError(f"labels must be 1-D, got shape {tuple(labels.shape)}")
+    if labels.numel():
+        low, high = int(labels.min()), int(labels.max())
+        if low < 0 or (num_classes is not None and high >= num_classes):
+            allowed = f"[0, {num_classes})" if num_classes is not None else ">= 0"
+            raise ValueError(f"labels must be in {allowed}, got values in [{low}, {high}]")
+    return labels
 
 
 def _first_per_class(labels: Tensor, counts: Tensor, available: Tensor, seed: int) -> Tensor:
@@ -186,17 +182,9 @@ def validation_indices(
         >>> len(train), len(val)
         (4, 2)
     """
-    if isinstance(per_class, bool) or not isinstance(per_class, numbers.Integral) or per_class < 0:
-        raise ValueError(f"val_per_class must be an integer >= 0, got {per_class!r}")
-    labels = torch.as_tensor(labels).to(device="cpu", dtype=torch.int64)
-    if labels.dim() != 1:
-        raise ValueError(f"labels must be 1-D, got shape {tuple(labels.shape)}")
+    per_class = check_integer("val_per_class", per_class, 0)
+    labels = _checked_labels(labels, len(class_names) if class_names is not None else None)
     num_classes = len(class_names) if class_names is not None else int(labels.max()) + 1
-    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
-        raise ValueError(
-            f"labels must be in [0, {num_classes}), got values in "
-            f"[{int(labels.min())}, {int(labels.max())}]"
-        )
     all_indices = torch.arange(len(labels))
     if per_class == 0:
         return all_indices, all_indices[:0]

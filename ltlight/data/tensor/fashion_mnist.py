@@ -15,12 +15,12 @@ import gzip
 import os
 import shutil
 import tempfile
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from torch import Tensor
 from torchvision.datasets import FashionMNIST
 
-from ltlight.data.base import LongTailDataModule
+from ltlight.data.tensor.datamodule import LongTailDataModule
 
 SYSTEM_DIR = "/usr/share/datasets/fashion-mnist"
 
@@ -30,17 +30,14 @@ class FashionMNISTLTDataModule(LongTailDataModule):
 
     Args:
         data_dir: torchvision's ``root``: the folder that holds (or receives) ``FashionMNIST/raw``.
-        imbalance_ratio: ``ρ = n_max / n_min`` ≥ 1.
-        profile: ``"exp"`` or ``"step"``.
-        step_fraction: for ``"step"``, the fraction of head classes, in (0, 1).
-        batch_size: training images per batch and rank, ≥ 1.
-        eval_batch_size: evaluation images per batch and rank; ``None``: ``batch_size``.
-        seed: seeds the long-tailed subset, the epoch order and the augmentation.
-        augment: random crop (padding 2) and horizontal flip of the training batches.
         download: download the dataset in ``prepare_data`` if neither ``data_dir`` nor the
             Debian package's folder has it.
-        val_per_class: images per class carved from the 6,000 of the balanced training split as
-            a balanced validation split (0: the test split validates, the papers' protocol).
+        **kwargs: every argument of
+            :class:`~ltlight.data.tensor.datamodule.LongTailDataModule`, by name:
+            ``imbalance_ratio``, ``profile``, ``step_fraction``, ``batch_size``,
+            ``eval_batch_size``, ``seed``, ``augment`` (random crop with padding 2 and
+            horizontal flip), ``val_per_class`` (of the 6,000 images per class; 0: the test
+            split validates, the papers' protocol).
     """
 
     name = "Fashion-MNIST"
@@ -55,29 +52,8 @@ class FashionMNISTLTDataModule(LongTailDataModule):
     #: Where ``apt-get install dataset-fashion-mnist`` puts the gzipped IDX files.
     system_dir: ClassVar[str] = SYSTEM_DIR
 
-    def __init__(
-        self,
-        data_dir: str = "data",
-        imbalance_ratio: float = 100.0,
-        profile: str = "exp",
-        step_fraction: float = 0.5,
-        batch_size: int = 128,
-        eval_batch_size: int | None = None,
-        seed: int = 0,
-        augment: bool = True,
-        download: bool = True,
-        val_per_class: int = 0,
-    ) -> None:
-        super().__init__(
-            imbalance_ratio=imbalance_ratio,
-            profile=profile,
-            step_fraction=step_fraction,
-            batch_size=batch_size,
-            eval_batch_size=eval_batch_size,
-            seed=seed,
-            augment=augment,
-            val_per_class=val_per_class,
-        )
+    def __init__(self, data_dir: str = "data", download: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.data_dir = data_dir
         self.download = download
 

@@ -13,10 +13,10 @@ direction, the class folder being the training class's WordNet id.
 """
 
 import os
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from ltlight.data.file_base import FileLongTailDataModule
-from ltlight.data.image_list import ImageList, class_names_from_paths, read_split_file
+from ltlight.data.files.datamodule import FileLongTailDataModule
+from ltlight.data.files.image_list import ImageList, class_names_from_paths, read_split_file
 
 
 class SplitFileLTDataModule(FileLongTailDataModule):
@@ -25,54 +25,18 @@ class SplitFileLTDataModule(FileLongTailDataModule):
     Args:
         root: the image root the split files' paths are relative to.
         split_dir: the folder of the split files; ``None``: ``root``.
-        batch_size, eval_batch_size, num_workers, seed, augment, color_jitter, val_per_class,
-        imbalance_ratio, profile, step_fraction, image_size, resize, check_files,
-        skip_bad_images, decode_on_device: see
-            :class:`~ltlight.data.file_base.FileLongTailDataModule`. ``val_per_class`` applies
-            only when the validation file is absent.
+        **kwargs: every argument of
+            :class:`~ltlight.data.files.datamodule.FileLongTailDataModule` (``batch_size``,
+            ``num_workers``, ``val_per_class``, ``imbalance_ratio``, ``image_size``, …), by name;
+            ``val_per_class`` applies only when the validation file is absent.
     """
 
     #: ``ImageNet_LT`` / ``Places_LT``.
     prefix: ClassVar[str]
     classes: ClassVar[int]
 
-    def __init__(
-        self,
-        root: str,
-        split_dir: str | None = None,
-        batch_size: int = 256,
-        eval_batch_size: int | None = None,
-        num_workers: int = 4,
-        seed: int = 0,
-        augment: bool = True,
-        color_jitter: float = 0.4,
-        val_per_class: int = 0,
-        imbalance_ratio: float | None = None,
-        profile: str = "exp",
-        step_fraction: float = 0.5,
-        image_size: int = 224,
-        resize: int = 256,
-        check_files: bool = True,
-        skip_bad_images: bool = False,
-        decode_on_device: bool = False,
-    ) -> None:
-        super().__init__(
-            batch_size=batch_size,
-            eval_batch_size=eval_batch_size,
-            num_workers=num_workers,
-            seed=seed,
-            augment=augment,
-            color_jitter=color_jitter,
-            val_per_class=val_per_class,
-            imbalance_ratio=imbalance_ratio,
-            profile=profile,
-            step_fraction=step_fraction,
-            image_size=image_size,
-            resize=resize,
-            check_files=check_files,
-            skip_bad_images=skip_bad_images,
-            decode_on_device=decode_on_device,
-        )
+    def __init__(self, root: str, split_dir: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.root = root
         self.split_dir = split_dir
 

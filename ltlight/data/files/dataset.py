@@ -3,7 +3,7 @@
 Training images get the recipe of Kang et al. (ICLR 2020) and the ImageNet-LT papers:
 ``RandomResizedCrop(224)`` (scale (0.08, 1), ratio (3/4, 4/3)) and a horizontal flip;
 evaluation images ``Resize(256)`` (shorter side) + ``CenterCrop(224)``. Colour jitter
-(:mod:`ltlight.data.color_jitter`) runs here too when training on the CPU — one affine map per
+(:mod:`ltlight.data.files.color_jitter`) runs here too when training on the CPU — one affine map per
 image on its crop, cheap next to decoding — and on the whole batch on the GPU otherwise; workers
 hand over uint8 crops, and normalisation and the float conversion run on the training device.
 
@@ -32,8 +32,8 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ltlight.data.color_jitter import color_jitter
-from ltlight.data.image_list import ImageList
+from ltlight.data.files.color_jitter import color_jitter
+from ltlight.data.files.image_list import ImageList
 
 #: RandomResizedCrop's defaults (torchvision, and every ImageNet-LT recipe).
 CROP_SCALE = (0.08, 1.0)

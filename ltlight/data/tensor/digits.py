@@ -12,12 +12,13 @@ Augmentation (off by default): a random crop with 1-pixel zero padding and no fl
 """
 
 from functools import cache
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from ltlight.data.base import LongTailDataModule
+from ltlight.data.tensor.datamodule import LongTailDataModule
 
 TEST_PER_CLASS = 50
 SPLIT_SEED = 0
@@ -46,14 +47,12 @@ class DigitsLTDataModule(LongTailDataModule):
 
     Args:
         imbalance_ratio: ``ρ = n_max / n_min``, in [1, 124] (the head class has 124 images).
-        profile: ``"exp"`` or ``"step"``.
-        step_fraction: for ``"step"``, the fraction of head classes, in (0, 1).
         batch_size: training images per batch and rank, ≥ 1.
-        eval_batch_size: evaluation images per batch and rank; ``None``: ``batch_size``.
-        seed: seeds the long-tailed subset (not the fixed test split), the order, the augmentation.
         augment: random crop with 1-pixel padding of the training batches (no flip).
-        val_per_class: images per class carved from the training pool as a balanced validation
-            split, < 124 (0: the test split validates).
+        **kwargs: every other argument of
+            :class:`~ltlight.data.tensor.datamodule.LongTailDataModule`, by name: ``profile``,
+            ``step_fraction``, ``eval_batch_size``, ``seed`` (it seeds the long-tailed subset,
+            not the fixed test split), ``val_per_class`` (< 124; 0: the test split validates).
     """
 
     name = "Digits"
@@ -68,23 +67,12 @@ class DigitsLTDataModule(LongTailDataModule):
     def __init__(
         self,
         imbalance_ratio: float = 10.0,
-        profile: str = "exp",
-        step_fraction: float = 0.5,
         batch_size: int = 64,
-        eval_batch_size: int | None = None,
-        seed: int = 0,
         augment: bool = False,
-        val_per_class: int = 0,
+        **kwargs: Any,
     ) -> None:
         super().__init__(
-            imbalance_ratio=imbalance_ratio,
-            profile=profile,
-            step_fraction=step_fraction,
-            batch_size=batch_size,
-            eval_batch_size=eval_batch_size,
-            seed=seed,
-            augment=augment,
-            val_per_class=val_per_class,
+            imbalance_ratio=imbalance_ratio, batch_size=batch_size, augment=augment, **kwargs
         )
 
     @property

@@ -1,7 +1,7 @@
 """What every datamodule of image files shares; a dataset file only says how to read its lists.
 
 A subclass implements :meth:`FileLongTailDataModule.read_lists`, which returns the training,
-validation and test :class:`~ltlight.data.image_list.ImageList` (validation and test may be
+validation and test :class:`~ltlight.data.files.image_list.ImageList` (validation and test may be
 ``None``) and the class names. This class then
 
 * checks them: labels in ``[0, C)``, no class without a training image, every file present (or
@@ -13,25 +13,24 @@ validation and test :class:`~ltlight.data.image_list.ImageList` (validation and 
   subset (``imbalance_ratio``, ``profile``, ``seed``; for a balanced dataset of your own);
 * computes ``class_counts`` from the training split as it is then — identical on every DDP rank,
   and available before ``setup`` (reading the lists on first use);
-* builds :class:`~ltlight.data.file_loader.FileDataLoader` on the trainer's device, sharded by
-  ``trainer.global_rank`` / ``trainer.world_size``.
+* makes a :class:`~ltlight.data.files.loader.FileDataLoader` of a split, on the device and for
+  the rank :class:`~ltlight.data.base.SplitDataModule` says.
 
 Without a validation list and with ``val_per_class = 0``, the test split serves as validation
 (the papers' protocol: no model selection, report the last epoch).
 """
 
-import numbers
 import os
 import warnings
 from typing import ClassVar
 
 import torch
-from lightning.pytorch import LightningDataModule
 
-from ltlight._lightning_internals import processed_batches_in_epoch
-from ltlight.data.file_loader import FileDataLoader
-from ltlight.data.image_files import ImageFileDataset, missing_files
-from ltlight.data.image_list import ImageList, check_labels
+from ltlight.checks import check_integer, check_range
+from ltlight.data.base import SplitDataModule
+from ltlight.data.files.dataset import ImageFileDataset, missing_files
+from ltlight.data.files.image_list import ImageList, check_labels
+from ltlight.data.files.loader import FileDataLoader
 from ltlight.data.profiles import (
     check_imbalance_ratio,
     check_profile,
@@ -46,7 +45,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class FileLongTailDataModule(LightningDataModule):
+class FileLongTailDataModule(SplitDataModule):
     """Base class of the datamodules whose images are files.
 
     Args:
@@ -96,43 +95,19 @@ class FileLongTailDataModule(LightningDataModule):
         skip_bad_images: bool = False,
         decode_on_device: bool = False,
     ) -> None:
-        super().__init__()
-        self.save_hyperparameters()  # primitive arguments only: checkpoints record the data setup
-        for argument, value, minimum in (
-            ("batch_size", batch_size, 1),
-            ("eval_batch_size", eval_batch_size, 1),
-            ("num_workers", num_workers, 0),
-            ("val_per_class", val_per_class, 0),
-            ("image_size", image_size, 1),
-            ("resize", resize, 1),
-        ):
-            if value is not None and (
-                isinstance(value, bool)
-                or not isinstance(value, numbers.Integral)
-                or value < minimum
-            ):
-                raise ValueError(f"{argument} must be an integer >= {minimum}, got {value!r}")
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-            raise ValueError(f"seed must be an integer, got {seed!r}")
-        if not color_jitter >= 0:
-            raise ValueError(f"color_jitter must be >= 0, got {color_jitter!r}")
+        super().__init__(batch_size, eval_batch_size, seed, augment, val_per_class)
+        self.num_workers = check_integer("num_workers", num_workers, 0)
+        self.color_jitter = check_range("color_jitter", color_jitter, 0)
         if imbalance_ratio is not None:
             check_imbalance_ratio(imbalance_ratio)
         check_profile(profile, step_fraction)
-        if resize < image_size:
-            raise ValueError(f"resize ({resize}) must be >= image_size ({image_size})")
-        self.batch_size = int(batch_size)
-        self.eval_batch_size = int(eval_batch_size) if eval_batch_size is not None else None
-        self.num_workers = int(num_workers)
-        self.seed = int(seed)
-        self.augment = augment
-        self.color_jitter = float(color_jitter)
-        self.val_per_class = int(val_per_class)
         self.imbalance_ratio = imbalance_ratio
         self.profile = profile
         self.step_fraction = step_fraction
-        self.image_size = int(image_size)
-        self.resize = int(resize)
+        self.image_size = check_integer("image_size", image_size, 1)
+        self.resize = check_integer("resize", resize, 1)
+        if self.resize < self.image_size:
+            raise ValueError(f"resize ({resize}) must be >= image_size ({image_size})")
         self.check_files = check_files
         self.skip_bad_images = skip_bad_images
         self.decode_on_device = decode_on_device
@@ -167,10 +142,9 @@ class FileLongTailDataModule(LightningDataModule):
         assert train is not None
         return torch.bincount(train.labels, minlength=self.num_classes).tolist()
 
-    @property
-    def validates_on_test(self) -> bool:
-        """True when the validation loader serves the test split (no validation list, k = 0)."""
-        return self.splits["val"] is None and self.splits["test"] is not None
+    def has_split(self, split: str) -> bool:
+        """Whether ``split`` exists after the checks and the carve (``"val"``: a list or k > 0)."""
+        return self.splits[split] is not None
 
     def _prepare_lists(self) -> dict[str, ImageList | None]:
         train, val, test, class_names = self.read_lists()
@@ -237,19 +211,6 @@ class FileLongTailDataModule(LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         self.splits  # noqa: B018 - reads and checks the lists on every rank
 
-    def train_dataloader(self) -> FileDataLoader:
-        return self._loader("train", self.batch_size, shuffle=True)
-
-    def val_dataloader(self) -> FileDataLoader:
-        split = "val" if self.splits["val"] is not None else "test"
-        return self._loader(split, self.eval_batch_size or self.batch_size)
-
-    def test_dataloader(self) -> FileDataLoader:
-        return self._loader("test", self.eval_batch_size or self.batch_size)
-
-    def predict_dataloader(self) -> FileDataLoader:
-        return self._loader("test", self.eval_batch_size or self.batch_size)
-
     @property
     def predict_files(self) -> list[str] | None:
         """The images :meth:`predict_dataloader` yields, in its order, relative to their root
@@ -265,30 +226,29 @@ class FileLongTailDataModule(LightningDataModule):
             images, train=train, size=size, resize=resize, skip_bad_images=skip_bad_images
         )
 
-    def _loader(self, split: str, batch_size: int, shuffle: bool = False) -> FileDataLoader:
+    def make_loader(
+        self, split: str, batch_size: int, device: torch.device, rank: int, world_size: int
+    ) -> FileDataLoader:
         images = self.splits[split]
         if images is None:
             raise ValueError(
                 f"{self.name}: no {split} split: give one (or val_per_class > 0 for validation)"
             )
-        trainer = self.trainer
-        device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
-        rank, world_size = (0, 1) if trainer is None else (trainer.global_rank, trainer.world_size)
-        train = split == "train" and self.augment
+        augment = split == "train" and self.augment
         dataset = self.make_dataset(
             images,
-            train=train,
+            train=augment,
             size=self.image_size,
             resize=self.resize,
             skip_bad_images=self.skip_bad_images,
         )
-        loader = FileDataLoader(
+        return FileDataLoader(
             dataset,
             batch_size,
             mean=self.mean,
             std=self.std,
-            shuffle=shuffle,
-            color_jitter=self.color_jitter if train else 0.0,
+            shuffle=split == "train",
+            color_jitter=self.color_jitter if augment else 0.0,
             seed=self.seed,
             rank=rank,
             world_size=world_size,
@@ -296,7 +256,3 @@ class FileLongTailDataModule(LightningDataModule):
             device=device,
             decode_on_device=self.decode_on_device,
         )
-        if split == "train" and trainer is not None:
-            # Where Lightning resumes: the batches of this epoch whose optimiser step is done.
-            loader.progress = lambda: processed_batches_in_epoch(trainer)
-        return loader

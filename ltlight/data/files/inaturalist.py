@@ -10,9 +10,10 @@ Labels are the category ids' positions in id order (the ids are 0 … 8141 in th
 """
 
 import os
+from typing import Any
 
-from ltlight.data.file_base import FileLongTailDataModule
-from ltlight.data.image_list import ImageList, read_coco_json
+from ltlight.data.files.datamodule import FileLongTailDataModule
+from ltlight.data.files.image_list import ImageList, read_coco_json
 
 
 class INaturalist2018DataModule(FileLongTailDataModule):
@@ -22,51 +23,15 @@ class INaturalist2018DataModule(FileLongTailDataModule):
         root: the folder the JSON files' ``file_name`` paths are relative to (it holds
             ``train_val2018/``).
         annotation_dir: the folder of ``train2018.json`` and ``val2018.json``; ``None``: ``root``.
-        batch_size, eval_batch_size, num_workers, seed, augment, color_jitter, val_per_class,
-        imbalance_ratio, profile, step_fraction, image_size, resize, check_files,
-        skip_bad_images, decode_on_device: see
-            :class:`~ltlight.data.file_base.FileLongTailDataModule`.
+        **kwargs: every argument of
+            :class:`~ltlight.data.files.datamodule.FileLongTailDataModule` (``batch_size``,
+            ``num_workers``, ``val_per_class``, ``imbalance_ratio``, ``image_size``, …), by name.
     """
 
     name = "iNaturalist 2018"
 
-    def __init__(
-        self,
-        root: str,
-        annotation_dir: str | None = None,
-        batch_size: int = 256,
-        eval_batch_size: int | None = None,
-        num_workers: int = 4,
-        seed: int = 0,
-        augment: bool = True,
-        color_jitter: float = 0.4,
-        val_per_class: int = 0,
-        imbalance_ratio: float | None = None,
-        profile: str = "exp",
-        step_fraction: float = 0.5,
-        image_size: int = 224,
-        resize: int = 256,
-        check_files: bool = True,
-        skip_bad_images: bool = False,
-        decode_on_device: bool = False,
-    ) -> None:
-        super().__init__(
-            batch_size=batch_size,
-            eval_batch_size=eval_batch_size,
-            num_workers=num_workers,
-            seed=seed,
-            augment=augment,
-            color_jitter=color_jitter,
-            val_per_class=val_per_class,
-            imbalance_ratio=imbalance_ratio,
-            profile=profile,
-            step_fraction=step_fraction,
-            image_size=image_size,
-            resize=resize,
-            check_files=check_files,
-            skip_bad_images=skip_bad_images,
-            decode_on_device=decode_on_device,
-        )
+    def __init__(self, root: str, annotation_dir: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.root = root
         self.annotation_dir = annotation_dir
 

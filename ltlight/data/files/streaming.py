@@ -11,14 +11,14 @@ profile applied), so the streamed run trains on exactly the same samples.
 (``s3://``, ``gs://``, … — whatever LitData reads): ``litdata.StreamingDataset`` fetches chunks
 into a local cache bounded by ``max_cache_size``. The class counts come from ``ltlight.json``
 (identical on every rank, known before any image is read). Sampling, sharding, augmentation and
-resume are those of the other file datamodules (:class:`~ltlight.data.file_loader.FileDataLoader`
-over :class:`~ltlight.data.device_loader.EpochSampler`): each sample is read by index, so DRS's
+resume are those of the other file datamodules (:class:`~ltlight.data.files.loader.FileDataLoader`
+over :class:`~ltlight.data.sampling.EpochSampler`): each sample is read by index, so DRS's
 class-balanced epochs and exact resume work unchanged; the price is that a shuffled epoch touches
 every chunk of a rank's shard in random order, which the cache absorbs when it holds the shard.
 
 Needs the optional extra: ``pip install 'ltlight[stream]'``. Convert from the command line::
 
-    python -m ltlight.data.streaming --data configs/imagenet_lt/data.yaml \\
+    python -m ltlight.data.files.streaming --data configs/imagenet_lt/data.yaml \\
         --output_dir /shared/imagenet_lt_litdata [--num_workers 8] [--chunk_bytes 256MB]
 """
 
@@ -28,9 +28,10 @@ import os
 import sys
 from typing import Any
 
-from ltlight.data.file_base import FileLongTailDataModule
-from ltlight.data.image_files import ImageFileDataset
-from ltlight.data.image_list import ImageList
+from ltlight.checks import check_integer
+from ltlight.data.files.datamodule import FileLongTailDataModule
+from ltlight.data.files.dataset import ImageFileDataset
+from ltlight.data.files.image_list import ImageList
 
 #: The metadata file beside the split folders.
 METADATA = "ltlight.json"
@@ -78,8 +79,7 @@ def convert(
         The metadata written to ``ltlight.json``.
     """
     litdata = _litdata()
-    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
-        raise ValueError(f"num_workers must be an integer >= 1, got {num_workers!r}")
+    num_workers = check_integer("num_workers", num_workers, 1)
     if os.path.exists(os.path.join(output_dir, METADATA)):
         raise FileExistsError(f"{output_dir} already holds a converted dataset ({METADATA})")
     metadata: dict[str, Any] = {
@@ -155,10 +155,10 @@ class StreamingLTDataModule(FileLongTailDataModule):
             LitData reads (``s3://bucket/imagenet_lt``).
         cache_dir: where chunks are cached locally; ``None``: LitData's default.
         max_cache_size: the most local disk the cache may take (LitData's format, ``"50GB"``).
-        batch_size, eval_batch_size, num_workers, seed, augment, color_jitter, image_size,
-        resize, skip_bad_images, decode_on_device: see
-            :class:`~ltlight.data.file_base.FileLongTailDataModule`. The validation split,
-            profile and file checks were applied at conversion.
+        **kwargs: the arguments of
+            :class:`~ltlight.data.files.datamodule.FileLongTailDataModule` (``batch_size``,
+            ``num_workers``, ``image_size``, …), by name, but for the validation split, the
+            profile and the file checks: applied at conversion.
     """
 
     name = "LitData stream"
@@ -168,29 +168,16 @@ class StreamingLTDataModule(FileLongTailDataModule):
         input_dir: str,
         cache_dir: str | None = None,
         max_cache_size: str = "50GB",
-        batch_size: int = 256,
-        eval_batch_size: int | None = None,
-        num_workers: int = 4,
-        seed: int = 0,
-        augment: bool = True,
-        color_jitter: float = 0.4,
-        image_size: int = 224,
-        resize: int = 256,
-        skip_bad_images: bool = False,
-        decode_on_device: bool = False,
+        **kwargs: Any,
     ) -> None:
+        # Applied at conversion: the stored splits are the checked, carved and profiled ones.
         super().__init__(
-            batch_size=batch_size,
-            eval_batch_size=eval_batch_size,
-            num_workers=num_workers,
-            seed=seed,
-            augment=augment,
-            color_jitter=color_jitter,
-            image_size=image_size,
-            resize=resize,
             check_files=False,
-            skip_bad_images=skip_bad_images,
-            decode_on_device=decode_on_device,
+            val_per_class=0,
+            imbalance_ratio=None,
+            profile="exp",
+            step_fraction=0.5,
+            **kwargs,
         )
         self.input_dir = input_dir.rstrip("/")
         self.cache_dir = cache_dir
@@ -205,7 +192,8 @@ class StreamingLTDataModule(FileLongTailDataModule):
                 return json.load(f)
         if not os.path.isfile(path):
             raise FileNotFoundError(
-                f"{path} does not exist: convert a dataset first (python -m ltlight.data.streaming)"
+                f"{path} does not exist: convert a dataset first "
+                "(python -m ltlight.data.files.streaming)"
             )
         with open(path) as f:
             return json.load(f)
@@ -243,7 +231,7 @@ class StreamingLTDataModule(FileLongTailDataModule):
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m ltlight.data.streaming --data <datamodule config> --output_dir <folder>``."""
+    """``python -m ltlight.data.files.streaming --data <datamodule config> --output_dir <dir>``."""
     from jsonargparse import ArgumentParser
 
     parser = ArgumentParser(description="Convert a file datamodule to LitData's format.")

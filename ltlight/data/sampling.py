@@ -1,24 +1,24 @@
-"""A data loader that keeps the whole split on the training device and resumes exactly.
+"""What both loaders share: the samples a rank visits in an epoch, and its place inside it.
 
-For the small datasets of long-tail research (CIFAR-10-LT is 12,406 images of 3 KiB) a
-``DataLoader`` with workers spends its time in per-sample PIL work and host-to-device copies.
-:class:`DeviceDataLoader` instead holds the split as one uint8 tensor ``(N, C, H, W)`` plus int64
-labels on the device, and every batch is one index, one crop/flip and one fused normalisation
-there (see :mod:`ltlight.data.augment`).
+Both loaders (:class:`~ltlight.data.tensor.loader.DeviceDataLoader` for a split held on the
+device, :class:`~ltlight.data.files.loader.FileDataLoader` for image files) draw their epochs
+from :class:`EpochSampler` and resume through :class:`ResumableEpochLoader`.
 
-What each rank sees is a pure function of ``(seed, epoch, batch index, rank)``: the epoch's order
-comes from a generator seeded with ``(seed, epoch)``, a batch's crop/flip numbers from one seeded
-with ``(seed, epoch, rank, batch index)``. There is no RNG state to save, so a run that resumes
-mid-epoch (``state_dict`` → ``load_state_dict``, which Lightning does for loaders that implement
-both) gets exactly the batches it would have seen.
+What each rank sees is a pure function of ``(seed, epoch, batch index, rank)``: the epoch's
+order comes from a generator seeded with ``(seed, epoch)``, a batch's random numbers (crop, flip,
+jitter) from one seeded with ``(seed, stream, epoch, rank, position)``
+(:meth:`EpochSampler.seed_for`). There is no RNG state to save, so a run that resumes mid-epoch
+(``state_dict`` → ``load_state_dict``, which Lightning does for loaders that implement both)
+gets exactly the batches it would have seen.
 
 Lightning integration (2.6):
 
 * ``loader.sampler.set_epoch(epoch)`` is called by the fit loop before each epoch (and it may call
   ``iter(loader)`` *before* that), so the epoch is read when the first batch is drawn, not when
   the iterator is created;
-* Lightning only injects a ``DistributedSampler`` into ``torch.utils.data.DataLoader``; this loader
-  shards itself: the datamodule passes ``trainer.global_rank`` and ``trainer.world_size``;
+* Lightning only injects a ``DistributedSampler`` into ``torch.utils.data.DataLoader``; these
+  loaders shard themselves: the datamodule passes ``trainer.global_rank`` and
+  ``trainer.world_size``;
 * ``class_balanced = True`` (set by deferred re-sampling) makes each following epoch a
   class-balanced sample of the same length, also sharded across ranks;
 * a batch is handed out before it is trained on, so after an exception inside a step (or a
@@ -30,16 +30,17 @@ Lightning integration (2.6):
 import hashlib
 import math
 import struct
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from ltlight.data.augment import Normalize, random_crop_flip
+from ltlight.checks import check_integer, check_range
 
-# Independent random streams derived from the one user seed.
-_ORDER_STREAM, _AUGMENT_STREAM = 1, 2
+#: Independent random streams derived from the one user seed: the epoch's order; per batch the
+#: device loader's crop and flip; per sample the file loader's crop and flip; per batch its jitter.
+ORDER_STREAM, AUGMENT_STREAM, SAMPLE_STREAM, JITTER_STREAM = 1, 2, 3, 4
 
 
 def derive_seed(*values: int) -> int:
@@ -79,10 +80,8 @@ class EpochSampler:
         world_size: int = 1,
         pad: bool | None = None,
     ) -> None:
-        if world_size < 1:
-            raise ValueError(f"world_size must be >= 1, got {world_size}")
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
+        check_range("world_size", world_size, 1)
+        check_range("rank", rank, 0, world_size, high_open=True)
         if len(labels) == 0:
             raise ValueError("the split is empty: a loader needs at least one image")
         self.labels = labels.detach().to("cpu", torch.int64)
@@ -109,13 +108,24 @@ class EpochSampler:
     def __len__(self) -> int:
         return self.num_samples
 
+    def num_batches(self, batch_size: int, drop_last: bool = False) -> int:
+        """Batches of ``batch_size`` in this rank's epoch (the last one short unless dropped)."""
+        if drop_last:
+            return self.num_samples // batch_size
+        return math.ceil(self.num_samples / batch_size)
+
+    def seed_for(self, stream: int, epoch: int, position: int) -> int:
+        """The seed of ``stream``'s random numbers at ``position`` (a batch or a sample index) of
+        this rank's ``epoch``: the same on resume, whatever the number of workers."""
+        return derive_seed(self.seed, stream, epoch, self.rank, position)
+
     def global_order(self, epoch: int | None = None) -> Tensor:
         """This epoch's order over all ranks (before padding), int64 on the CPU."""
         epoch = self.epoch if epoch is None else epoch
         n = len(self.labels)
         if not self.shuffle:
             return torch.arange(n)
-        generator = torch.Generator().manual_seed(derive_seed(self.seed, _ORDER_STREAM, epoch))
+        generator = torch.Generator().manual_seed(derive_seed(self.seed, ORDER_STREAM, epoch))
         if not self.class_balanced:
             return torch.randperm(n, generator=generator)
         counts = torch.bincount(self.labels)
@@ -142,22 +152,34 @@ class EpochSampler:
 
 
 class ResumableEpochLoader:
-    """What both loaders share: an :class:`EpochSampler` and the position inside its epoch.
+    """What both loaders share: an :class:`EpochSampler`, the batch size, the position inside the
+    epoch.
 
-    A subclass sets ``self.sampler`` and calls :meth:`_init_position` in its constructor, starts
-    each ``__iter__`` with ``epoch, start = self._begin_epoch()``, sets ``_batches_yielded`` as it
-    yields, and so gets ``class_balanced``, ``state_dict`` / ``load_state_dict`` and ``progress``.
+    A subclass calls this constructor with its sampler, starts each ``__iter__`` with
+    ``epoch, start = self._begin_epoch()``, sets ``_batches_yielded`` as it yields, and so gets
+    ``len()``, ``class_balanced``, ``state_dict`` / ``load_state_dict`` and ``progress``.
+
+    Args:
+        sampler: this rank's epochs.
+        batch_size: images per batch, ≥ 1.
+        drop_last: drop this rank's last incomplete batch.
     """
 
-    sampler: EpochSampler
-
-    def _init_position(self) -> None:
+    def __init__(self, sampler: EpochSampler, batch_size: int, drop_last: bool = False) -> None:
+        self.sampler = sampler
+        self.batch_size = check_integer("batch_size", batch_size, 1)
+        self.drop_last = drop_last
+        # DataLoader's attribute; Lightning reads it (with `sampler`) to tell shuffled loaders.
+        self.batch_sampler = None
         # Position inside the current epoch, for state_dict(); _resume is a loaded, unused state.
         self._epoch = 0
         self._batches_yielded = 0
         self._resume: tuple[int, int] | None = None
         #: How many of this epoch's batches the consumer has finished (set by the datamodule).
         self.progress: Callable[[], int] | None = None
+
+    def __len__(self) -> int:
+        return self.sampler.num_batches(self.batch_size, self.drop_last)
 
     @property
     def class_balanced(self) -> bool:
@@ -210,99 +232,3 @@ class ResumableEpochLoader:
         self._epoch, self._batches_yielded = epoch, batches
         if "class_balanced" in state_dict:
             self.class_balanced = state_dict["class_balanced"]
-
-
-class DeviceDataLoader(ResumableEpochLoader):
-    """Batches of ``(normalised float images, labels)`` from a split that lives on one device.
-
-    Args:
-        images: ``(N, C, H, W)`` uint8 images (moved to ``device``).
-        labels: ``(N,)`` class indices (moved to ``device`` as int64).
-        batch_size: images per batch, ≥ 1.
-        mean: per-channel mean of the [0, 1] images, for normalisation.
-        std: per-channel standard deviation.
-        shuffle: a new seeded order every epoch (training); ``False`` keeps the split's order.
-        crop_padding: zero padding of the random crop, or ``None`` for no crop.
-        flip: random horizontal flips.
-        seed: the one seed the order and the augmentation derive from.
-        rank: this process's global rank; ``world_size``: number of processes.
-        drop_last: drop each rank's last incomplete batch.
-        device: where the data lives and the batches are made; default: where ``images`` are.
-
-    Iterating yields ``len(loader)`` batches for this rank; ``sampler`` (``set_epoch``) and
-    ``class_balanced`` control the epoch; ``state_dict`` / ``load_state_dict`` save and restore
-    the position inside an epoch. ``progress``, if set, returns how many of this epoch's batches
-    the consumer has finished (the datamodule sets it to Lightning's processed-batch count).
-    """
-
-    def __init__(
-        self,
-        images: Tensor,
-        labels: Tensor,
-        batch_size: int,
-        mean: Sequence[float],
-        std: Sequence[float],
-        shuffle: bool = False,
-        crop_padding: int | None = None,
-        flip: bool = False,
-        seed: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
-        drop_last: bool = False,
-        device: torch.device | str | None = None,
-    ) -> None:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-        if images.dim() != 4 or images.dtype != torch.uint8:
-            raise ValueError(
-                f"images must be a uint8 tensor (N, C, H, W), got {images.dtype} "
-                f"of shape {tuple(images.shape)}"
-            )
-        if labels.shape != (len(images),):
-            raise ValueError(
-                f"labels must have shape ({len(images)},) like images, got {tuple(labels.shape)}"
-            )
-        if crop_padding is not None and crop_padding < 0:
-            raise ValueError(f"crop_padding must be >= 0 or None, got {crop_padding}")
-        self.device = torch.device(device) if device is not None else images.device
-        self.images = images.to(self.device)
-        self.labels = labels.to(self.device, torch.int64)
-        self.batch_size = batch_size
-        self.crop_padding = crop_padding
-        self.flip = flip
-        self.drop_last = drop_last
-        self.normalize = Normalize(mean, std, device=self.device)
-        self.sampler = EpochSampler(labels, shuffle, seed=seed, rank=rank, world_size=world_size)
-        # DataLoader's attribute; Lightning reads it (with `sampler`) to tell shuffled loaders.
-        self.batch_sampler = None
-        self._init_position()
-
-    @property
-    def augment(self) -> bool:
-        return self.crop_padding is not None or self.flip
-
-    def __len__(self) -> int:
-        if self.drop_last:
-            return len(self.sampler) // self.batch_size
-        return math.ceil(len(self.sampler) / self.batch_size)
-
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        # A generator: nothing below runs until the first batch is requested.
-        epoch, start = self._begin_epoch()
-        num_batches = len(self)
-        if start >= num_batches:
-            return
-        indices = self.sampler.indices(epoch).to(self.device, non_blocking=True)
-        generator = torch.Generator(device=self.device) if self.augment else None
-        for batch_index in range(start, num_batches):
-            batch = indices[batch_index * self.batch_size : (batch_index + 1) * self.batch_size]
-            images = self.images[batch]
-            if generator is not None:
-                generator.manual_seed(
-                    derive_seed(
-                        self.sampler.seed, _AUGMENT_STREAM, epoch, self.sampler.rank, batch_index
-                    )
-                )
-                images = random_crop_flip(images, self.crop_padding or 0, generator, self.flip)
-            self._batches_yielded = batch_index + 1
-            yield self.normalize(images), self.labels[batch]

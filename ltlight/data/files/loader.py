@@ -1,15 +1,15 @@
 """A loader of images stored as files: worker processes decode, the training device augments.
 
 :class:`FileDataLoader` is the file counterpart of
-:class:`~ltlight.data.device_loader.DeviceDataLoader` and behaves like it wherever training
-depends on the loader: the same :class:`~ltlight.data.device_loader.EpochSampler` decides each
+:class:`~ltlight.data.tensor.loader.DeviceDataLoader` and behaves like it wherever training
+depends on the loader: the same :class:`~ltlight.data.sampling.EpochSampler` decides each
 epoch's order (seeded shuffle, or class-balanced draws once deferred re-sampling sets
 ``class_balanced``), shards it by ``rank`` / ``world_size`` (class counts stay those of the whole
 set) and the same ``state_dict`` / ``load_state_dict`` / ``progress`` protocol resumes it
 mid-epoch at the batch Lightning resumes at.
 
 Inside, a ``torch.utils.data.DataLoader`` with persistent workers runs
-:class:`~ltlight.data.image_files.ImageFileDataset`: each worker reads, decodes and crops an image
+:class:`~ltlight.data.files.dataset.ImageFileDataset`: each worker reads, decodes and crops an image
 (per-sample seeds from the sampler) and hands over a uint8 crop; the batch then goes to the
 device, where colour jitter (one seeded generator per batch), the float conversion and the
 normalisation run on the whole batch at once.
@@ -21,7 +21,6 @@ contents are a pure function of ``(seed, epoch, rank, batch index)``, so the pos
 whole state, exact with any number of workers.
 """
 
-import math
 import warnings
 from collections.abc import Iterator, Sequence
 
@@ -29,13 +28,17 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from ltlight.data.augment import Normalize
-from ltlight.data.color_jitter import color_jitter
-from ltlight.data.device_loader import EpochSampler, ResumableEpochLoader, derive_seed
-from ltlight.data.image_files import ImageFileDataset, collate, decode_batch_on_device
-
-# Random streams of the file pipeline, distinct from the device loader's (1, 2).
-_SAMPLE_STREAM, _JITTER_STREAM = 3, 4
+from ltlight.checks import check_integer, check_range
+from ltlight.data.files.color_jitter import color_jitter
+from ltlight.data.files.dataset import ImageFileDataset, collate, decode_batch_on_device
+from ltlight.data.sampling import (
+    JITTER_STREAM,
+    SAMPLE_STREAM,
+    EpochSampler,
+    ResumableEpochLoader,
+    derive_seed,
+)
+from ltlight.data.tensor.augment import Normalize
 
 
 class _EpochBatches:
@@ -54,23 +57,18 @@ class _EpochBatches:
         self.epoch = 0
         self.start = 0
 
-    def total(self) -> int:
-        if self.drop_last:
-            return len(self.sampler) // self.batch_size
-        return math.ceil(len(self.sampler) / self.batch_size)
-
     def __len__(self) -> int:
-        return self.total() - self.start
+        return self.sampler.num_batches(self.batch_size, self.drop_last) - self.start
 
     def __iter__(self) -> Iterator[list]:
         indices = self.sampler.indices(self.epoch).tolist()
-        size, seed, rank = self.batch_size, self.sampler.seed, self.sampler.rank
-        for batch in range(self.start, self.total()):
+        size = self.batch_size
+        for batch in range(self.start, self.start + len(self)):
             chunk = indices[batch * size : (batch + 1) * size]
             if self.seeds:
                 first = batch * size
                 yield [
-                    (index, derive_seed(seed, _SAMPLE_STREAM, self.epoch, rank, first + k))
+                    (index, self.sampler.seed_for(SAMPLE_STREAM, self.epoch, first + k))
                     for k, index in enumerate(chunk)
                 ]
             else:
@@ -113,12 +111,10 @@ class FileDataLoader(ResumableEpochLoader):
         device: torch.device | str = "cpu",
         decode_on_device: bool = False,
     ) -> None:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
-            raise ValueError(f"num_workers must be an integer >= 0, got {num_workers!r}")
-        if not color_jitter >= 0:
-            raise ValueError(f"color_jitter must be >= 0, got {color_jitter}")
+        num_workers = check_integer("num_workers", num_workers, 0)
+        check_range("color_jitter", color_jitter, 0)
+        sampler = EpochSampler(dataset.labels, shuffle, seed=seed, rank=rank, world_size=world_size)
+        super().__init__(sampler, batch_size, drop_last)
         self.dataset = dataset
         self.dataset.decode_in_worker = not decode_on_device
         self.device = torch.device(device)
@@ -127,15 +123,10 @@ class FileDataLoader(ResumableEpochLoader):
         # the batch is jittered there at once.
         in_worker = self.device.type == "cpu" and not decode_on_device
         self.dataset.color_jitter = float(color_jitter) if in_worker else 0.0
-        self.batch_size = batch_size
         self.color_jitter = float(color_jitter)
         self.decode_on_device = decode_on_device
         self.normalize = Normalize(mean, std, device=self.device)
-        self.sampler = EpochSampler(
-            dataset.labels, shuffle, seed=seed, rank=rank, world_size=world_size
-        )
-        self.batch_sampler = None  # DataLoader's attribute; Lightning reads it with `sampler`
-        self._batches = _EpochBatches(self.sampler, batch_size, drop_last, seeds=dataset.train)
+        self._batches = _EpochBatches(sampler, self.batch_size, drop_last, seeds=dataset.train)
         self.loader = DataLoader(
             dataset,
             batch_sampler=self._batches,
@@ -146,14 +137,10 @@ class FileDataLoader(ResumableEpochLoader):
             # Its own generator: starting an iterator draws the workers' base seed, which from
             # the global RNG would shift dropout & co. of a resumed run (the samples' own seeds
             # come from the sampler, so the base seed is unused).
-            generator=torch.Generator().manual_seed(derive_seed(seed, _SAMPLE_STREAM)),
+            generator=torch.Generator().manual_seed(derive_seed(seed, SAMPLE_STREAM)),
         )
         self.skipped: list[str] = []
         self._scratch: Tensor | None = None
-        self._init_position()
-
-    def __len__(self) -> int:
-        return self._batches.total()
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         # A generator: nothing below runs until the first batch is requested.
@@ -172,11 +159,7 @@ class FileDataLoader(ResumableEpochLoader):
                 images = images.to(self.device, non_blocking=True)
             labels = labels.to(self.device, non_blocking=True)
             if generator is not None:
-                generator.manual_seed(
-                    derive_seed(
-                        self.sampler.seed, _JITTER_STREAM, epoch, self.sampler.rank, batch_index
-                    )
-                )
+                generator.manual_seed(self.sampler.seed_for(JITTER_STREAM, epoch, batch_index))
                 jittered = color_jitter(self._as_float(images), self.color_jitter, generator)
                 batch = jittered.mul_(self.normalize.scale).add_(self.normalize.shift)
             else:

@@ -1,9 +1,10 @@
 """A user's own images as a long-tailed datamodule: a folder per class, or a CSV per split."""
 
 import os
+from typing import Any
 
-from ltlight.data.file_base import FileLongTailDataModule
-from ltlight.data.image_list import ImageList, read_csv, scan_image_folder
+from ltlight.data.files.datamodule import FileLongTailDataModule
+from ltlight.data.files.image_list import ImageList, read_csv, scan_image_folder
 
 
 class ImageFolderLTDataModule(FileLongTailDataModule):
@@ -23,10 +24,9 @@ class ImageFolderLTDataModule(FileLongTailDataModule):
         root: for CSV files, the folder their paths are relative to.
         class_names: names of the classes in index order, for CSV files with integer labels (or
             to fix the order of folder / CSV names).
-        batch_size, eval_batch_size, num_workers, seed, augment, color_jitter, val_per_class,
-        imbalance_ratio, profile, step_fraction, image_size, resize, check_files,
-        skip_bad_images, decode_on_device: see
-            :class:`~ltlight.data.file_base.FileLongTailDataModule`.
+        **kwargs: every argument of
+            :class:`~ltlight.data.files.datamodule.FileLongTailDataModule` (``batch_size``,
+            ``num_workers``, ``val_per_class``, ``imbalance_ratio``, ``image_size``, …), by name.
 
     Example:
         >>> import tempfile, pathlib, PIL.Image
@@ -49,39 +49,9 @@ class ImageFolderLTDataModule(FileLongTailDataModule):
         test: str | None = None,
         root: str | None = None,
         class_names: list[str] | None = None,
-        batch_size: int = 256,
-        eval_batch_size: int | None = None,
-        num_workers: int = 4,
-        seed: int = 0,
-        augment: bool = True,
-        color_jitter: float = 0.4,
-        val_per_class: int = 0,
-        imbalance_ratio: float | None = None,
-        profile: str = "exp",
-        step_fraction: float = 0.5,
-        image_size: int = 224,
-        resize: int = 256,
-        check_files: bool = True,
-        skip_bad_images: bool = False,
-        decode_on_device: bool = False,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            batch_size=batch_size,
-            eval_batch_size=eval_batch_size,
-            num_workers=num_workers,
-            seed=seed,
-            augment=augment,
-            color_jitter=color_jitter,
-            val_per_class=val_per_class,
-            imbalance_ratio=imbalance_ratio,
-            profile=profile,
-            step_fraction=step_fraction,
-            image_size=image_size,
-            resize=resize,
-            check_files=check_files,
-            skip_bad_images=skip_bad_images,
-            decode_on_device=decode_on_device,
-        )
+        super().__init__(**kwargs)
         self.train_source = train
         self.val_source = val
         self.test_source = test

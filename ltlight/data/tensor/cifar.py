@@ -8,13 +8,13 @@ the LDAM-DRW code for CIFAR-10 and the usual CIFAR-100 training-set statistics f
 """
 
 import os
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 from torchvision.datasets import CIFAR10, CIFAR100
 
-from ltlight.data.base import LongTailDataModule
+from ltlight.data.tensor.datamodule import LongTailDataModule
 
 
 class CIFAR10LTDataModule(LongTailDataModule):
@@ -22,16 +22,13 @@ class CIFAR10LTDataModule(LongTailDataModule):
 
     Args:
         data_dir: torchvision's ``root``, the folder that holds or receives ``cifar-10-batches-py``.
-        imbalance_ratio: ``ρ = n_max / n_min`` ≥ 1 (10, 50, 100 or 200 in the papers).
-        profile: ``"exp"`` or ``"step"``.
-        step_fraction: for ``"step"``, the fraction of head classes, in (0, 1).
-        batch_size: training images per batch and rank, ≥ 1 (128 in the paper).
-        eval_batch_size: evaluation images per batch and rank; ``None``: ``batch_size``.
-        seed: seeds the long-tailed subset, the epoch order and the augmentation.
-        augment: random crop (padding 4) and horizontal flip of the training batches.
         download: download the dataset in ``prepare_data`` if it is not in ``data_dir``.
-        val_per_class: images per class carved from the balanced training split as a balanced
-            validation split (0: the test split validates, the papers' protocol).
+        **kwargs: every argument of
+            :class:`~ltlight.data.tensor.datamodule.LongTailDataModule`, by name:
+            ``imbalance_ratio`` (10, 50, 100 or 200 in the papers), ``profile``,
+            ``step_fraction``, ``batch_size`` (128 in the paper), ``eval_batch_size``, ``seed``,
+            ``augment`` (random crop with padding 4 and horizontal flip), ``val_per_class``
+            (0: the test split validates, the papers' protocol).
     """
 
     name = "CIFAR-10"
@@ -55,29 +52,8 @@ class CIFAR10LTDataModule(LongTailDataModule):
         "truck",
     )
 
-    def __init__(
-        self,
-        data_dir: str = "data",
-        imbalance_ratio: float = 100.0,
-        profile: str = "exp",
-        step_fraction: float = 0.5,
-        batch_size: int = 128,
-        eval_batch_size: int | None = None,
-        seed: int = 0,
-        augment: bool = True,
-        download: bool = True,
-        val_per_class: int = 0,
-    ) -> None:
-        super().__init__(
-            imbalance_ratio=imbalance_ratio,
-            profile=profile,
-            step_fraction=step_fraction,
-            batch_size=batch_size,
-            eval_batch_size=eval_batch_size,
-            seed=seed,
-            augment=augment,
-            val_per_class=val_per_class,
-        )
+    def __init__(self, data_dir: str = "data", download: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.data_dir = data_dir
         self.download = download
 

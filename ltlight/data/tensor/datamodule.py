@@ -1,0 +1,176 @@
+"""What every in-memory datamodule shares; a dataset file only says how to load its arrays.
+
+A subclass sets the dataset's constants (``num_classes``, ``in_channels``, ``image_size``,
+``max_count`` — images per class of the balanced training set —, ``mean``/``std`` and the
+augmentation) and implements :meth:`LongTailDataModule.load_split`, which returns a split as a
+uint8 ``(N, C, H, W)`` tensor and int64 labels on the CPU. This class then
+
+* computes ``class_counts`` from the profile at construction — before ``setup`` and identically on
+  every DDP rank, so losses and callbacks can use them at once;
+* with ``val_per_class = k > 0``, carves ``k`` images of every class (seeded,
+  :func:`~ltlight.data.profiles.validation_indices`) from the balanced training pool *before* the
+  long-tailed subset is drawn: a balanced validation split disjoint from train and test, on which
+  checkpoints are selected and post-hoc calibration is fitted. The head class then keeps
+  ``min(n_max, pool − k)`` images (every class: ``min(n_c, max_count − k)``). With ``k = 0``
+  (the papers' protocol) the balanced test split also serves as validation: select nothing;
+* keeps the seeded long-tailed subset of the rest of the training split
+  (:func:`long_tail_indices`) and the whole balanced test split (test and prediction set);
+* makes a :class:`~ltlight.data.tensor.loader.DeviceDataLoader` of a split, copied once to the
+  device the loaders of :class:`~ltlight.data.base.SplitDataModule` are made on.
+"""
+
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from ltlight.data.base import SplitDataModule
+from ltlight.data.profiles import long_tail_counts, long_tail_indices, validation_indices
+from ltlight.data.tensor.loader import DeviceDataLoader
+
+
+class LongTailDataModule(SplitDataModule):
+    """Base of the in-memory long-tailed datamodules (see the module doc).
+
+    Args:
+        imbalance_ratio: ``ρ = n_max / n_min`` ≥ 1 of the training split.
+        profile: ``"exp"`` or ``"step"`` (see :func:`~ltlight.data.long_tail_counts`).
+        step_fraction: for ``"step"``, the fraction of head classes, in (0, 1).
+        batch_size: training images per batch (per rank), ≥ 1.
+        eval_batch_size: evaluation images per batch (per rank), ≥ 1; ``None``: ``batch_size``.
+        seed: the long-tailed subset, the epoch order and the augmentation all derive from it.
+        augment: random crop / flip of the training batches (per dataset, see its class).
+        val_per_class: ``k`` ≥ 0 images per class carved from the balanced training pool as the
+            validation split (seeded by ``seed``, disjoint from train and test); ``0``: the test
+            split is also the validation split (the papers' protocol: no model selection).
+    """
+
+    num_classes: ClassVar[int]
+    in_channels: ClassVar[int]
+    image_size: ClassVar[int]
+    #: Zero padding of the random crop (``None``: no crop) and whether to flip, when augmenting.
+    crop_padding: ClassVar[int | None] = 4
+    flip: ClassVar[bool] = True
+    #: Names of the classes (tables, charts, W&B panels, error messages); ``None``: indices.
+    class_names: ClassVar[tuple[str, ...] | None] = None
+
+    def __init__(
+        self,
+        imbalance_ratio: float = 100.0,
+        profile: str = "exp",
+        step_fraction: float = 0.5,
+        batch_size: int = 128,
+        eval_batch_size: int | None = None,
+        seed: int = 0,
+        augment: bool = True,
+        val_per_class: int = 0,
+    ) -> None:
+        super().__init__(batch_size, eval_batch_size, seed, augment, val_per_class)
+        if self.val_per_class >= self.max_count:
+            raise ValueError(
+                f"val_per_class must be an integer in [0, {self.max_count}) ({self.name} has "
+                f"{self.max_count} training images per class, one must stay for training), "
+                f"got {val_per_class!r}"
+            )
+        self.imbalance_ratio = imbalance_ratio
+        self.profile = profile
+        self.step_fraction = step_fraction
+        #: Training images per class of the whole long-tailed training set (head class first);
+        #: with a validation split no class keeps more than ``max_count − val_per_class``.
+        self.class_counts: list[int] = [
+            min(n, self.max_count - self.val_per_class)
+            for n in long_tail_counts(
+                self.max_count, self.num_classes, imbalance_ratio, profile, step_fraction
+            )
+        ]
+        #: ``(images, labels)`` on the CPU once :meth:`setup` has run.
+        self.train_data: tuple[Tensor, Tensor] | None = None
+        self.val_data: tuple[Tensor, Tensor] | None = None
+        self.test_data: tuple[Tensor, Tensor] | None = None
+        self._on_device: dict[tuple[str, torch.device], tuple[Tensor, Tensor]] = {}
+
+    @property
+    def max_count(self) -> int:
+        """Images per class in the balanced training split: the head class's count ``n_max``."""
+        raise NotImplementedError
+
+    def load_split(self, train: bool) -> tuple[Tensor, Tensor]:
+        """The balanced training (``train=True``) or test split: uint8 ``(N, C, H, W)``, int64."""
+        raise NotImplementedError
+
+    # -- LightningDataModule hooks ----------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_data is None and (stage in (None, "fit") or self.val_per_class > 0):
+            images, labels = self._load_checked(train=True)
+            pool, val = validation_indices(
+                labels, self.val_per_class, seed=self.seed, class_names=self._names_for_errors()
+            )
+            self.val_data = (images[val], labels[val])
+            keep = pool[long_tail_indices(labels[pool], self.class_counts, seed=self.seed)]
+            self.train_data = (images[keep], labels[keep])
+            counts = torch.bincount(self.train_data[1], minlength=self.num_classes).tolist()
+            if counts != self.class_counts:
+                raise RuntimeError(
+                    f"{self.name}: the long-tailed subset has {counts} images per class, "
+                    f"expected {self.class_counts}"
+                )
+        if self.test_data is None:
+            self.test_data = self._load_checked(train=False)
+
+    def _names_for_errors(self) -> list[str]:
+        if self.class_names is not None and len(self.class_names) == self.num_classes:
+            return list(self.class_names)
+        return [str(c) for c in range(self.num_classes)]
+
+    def has_split(self, split: str) -> bool:
+        return split != "val" or self.val_per_class > 0
+
+    def _load_checked(self, train: bool) -> tuple[Tensor, Tensor]:
+        """:meth:`load_split`, its labels checked once here rather than in every step: a label
+        outside ``[0, num_classes)`` would fail deep in the loss (on a GPU: a device-side assert).
+        """
+        images, labels = self.load_split(train=train)
+        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
+            raise ValueError(
+                f"{self.name}: the {'training' if train else 'test'} split has labels in "
+                f"[{int(labels.min())}, {int(labels.max())}], outside the classes "
+                f"[0, {self.num_classes}) of num_classes={self.num_classes}"
+            )
+        return images, labels
+
+    def teardown(self, stage: str | None = None) -> None:
+        self._on_device.clear()  # release the device copies; the CPU arrays stay for reuse
+
+    def make_loader(
+        self, split: str, batch_size: int, device: torch.device, rank: int, world_size: int
+    ) -> DeviceDataLoader:
+        images, labels = self._split_on(split, device)
+        train = split == "train"
+        augment = train and self.augment
+        return DeviceDataLoader(
+            images,
+            labels,
+            batch_size,
+            mean=self.mean,
+            std=self.std,
+            shuffle=train,
+            crop_padding=self.crop_padding if augment else None,
+            flip=self.flip and augment,
+            seed=self.seed,
+            rank=rank,
+            world_size=world_size,
+            device=device,
+        )
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _split_on(self, split: str, device: torch.device) -> tuple[Tensor, Tensor]:
+        """The split on ``device``, copied there once and reused by every loader."""
+        data = {"train": self.train_data, "val": self.val_data, "test": self.test_data}[split]
+        if data is None:
+            self.setup("fit" if split == "train" else "validate")
+            data = {"train": self.train_data, "val": self.val_data, "test": self.test_data}[split]
+        assert data is not None
+        key = (split, device)
+        if key not in self._on_device:
+            self._on_device[key] = (data[0].to(device), data[1].to(device))
+        return self._on_device[key]
