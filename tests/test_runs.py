@@ -21,11 +21,11 @@ import torch
 
 from ltlight import LongTailModule
 from ltlight.callbacks import PredictionWriter
-from ltlight.checkpoint_file import read_checkpoint
 from ltlight.cli import main
+from ltlight.cli.checkpoint_file import read_checkpoint
+from ltlight.cli.runs import config_differences, find_last_checkpoint, new_run_dir
 from ltlight.data import DigitsLTDataModule, ImageFolderLTDataModule
 from ltlight.models import DigitsNet, resnet32
-from ltlight.runs import config_differences, find_last_checkpoint, new_run_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs" / "digits_lt"

@@ -9,7 +9,6 @@ import enum
 import netrc
 import os
 import re
-import signal
 import sys
 import warnings
 from pathlib import Path
@@ -19,16 +18,20 @@ import lightning as L
 import yaml
 from jsonargparse import Namespace
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.cli import LightningArgumentParser
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
-from ltlight.callbacks.finite_loss import NonFiniteLossError
+from ltlight._lightning_internals import (
+    CheckpointArgumentsHook,
+    SaveConfigWhenAsked,
+    option_strings,
+    subcommand_parser,
+)
 from ltlight.callbacks.interrupt_checkpoint import InterruptCheckpoint
 from ltlight.callbacks.prediction_writer import PredictionWriter
-from ltlight.checkpoint_file import read_checkpoint
-from ltlight.module import LongTailModule
-from ltlight.runs import (
+from ltlight.cli.checkpoint_file import read_checkpoint
+from ltlight.cli.runs import (
     CHECKPOINTS,
     RUN_CONFIG,
     RUNS_ROOT,
@@ -39,6 +42,7 @@ from ltlight.runs import (
     run_dir_of_checkpoint,
     run_identity,
 )
+from ltlight.module import LongTailModule
 
 # Lightning's own callbacks default to str-valued enums (Timer's `interval`) that YAML cannot
 # write, so a config with them could be neither saved nor printed: write the enum's value.
@@ -96,7 +100,7 @@ class _ArgumentParser(LightningArgumentParser):
     def error(self, message: str, ex: Exception | None = None) -> None:
         if not os.environ.get("LTLIGHT_TRACEBACK"):
             message = condense_error(message)
-        message += did_you_mean(message, list(self._option_string_actions))
+        message += did_you_mean(message, option_strings(self))
         super().error(message, ex)
 
 
@@ -112,7 +116,7 @@ def did_you_mean(message: str, options: list[str]) -> str:
     return f" (did you mean: {', '.join(suggestions)}?)" if suggestions else ""
 
 
-class SaveConfigOnceStarted(SaveConfigCallback):
+class SaveConfigOnceStarted(SaveConfigWhenAsked):
     """Writes the run's config into its folder once set-up (and any checkpoint restore) succeeded.
 
     ``config.yaml`` for ``fit``, ``<stage>_config.yaml`` for ``validate``/``test``/``predict``
@@ -122,19 +126,16 @@ class SaveConfigOnceStarted(SaveConfigCallback):
     overwrite an earlier run's config. To W&B the resolved config goes as the run's config.
     """
 
-    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        self._stage = stage
-
     def _save(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.already_saved:
             return
         if trainer.is_global_zero:
             folder = Path(trainer.default_root_dir)
             folder.mkdir(parents=True, exist_ok=True)
-            stage = getattr(self._stage, "value", self._stage)
+            stage = getattr(self.stage, "value", self.stage)
             name = RUN_CONFIG if stage == "fit" else f"{stage}_{RUN_CONFIG}"
             self.parser.save(self.config, str(folder / name), overwrite=True, multifile=False)
-            self.save_config(trainer, pl_module, self._stage)
+            self.save_config(trainer, pl_module, self.stage)
         self.already_saved = True
 
     def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -160,9 +161,9 @@ def _short_class_name(config: Any, default: str) -> str:
     return str(path).rsplit(".", 1)[-1] if path else default
 
 
-class LongTailCLI(LightningCLI):
+class LongTailCLI(CheckpointArgumentsHook):
     """LightningCLI with ltlight's defaults: model and data in subclass mode, seeded runs, one
-    folder per run (:mod:`ltlight.runs`).
+    folder per run (:mod:`ltlight.cli.runs`).
 
     Every run writes to its own folder, ``runs/<dataset>/<method>/<run name>`` (``--run_name``,
     by default the start time; ``--run_dir`` names the whole folder; ``--trainer.default_root_dir``
@@ -221,10 +222,10 @@ class LongTailCLI(LightningCLI):
 
     def _section_dump(self) -> dict[str, Any]:
         subcommand = self.config.get("subcommand")
-        parser = self._parser(subcommand) if subcommand else self.parser
+        parser = subcommand_parser(self, subcommand)
         return yaml.safe_load(parser.dump(self._section())) or {}
 
-    def _parse_ckpt_path(self) -> None:
+    def after_parsing(self) -> None:
         # Lightning's version replaces the config's model arguments with the checkpoint's without
         # a word; here a checkpoint must match the config, or the user asks for its arguments.
         section, dump = self._section(), self._section_dump()
@@ -245,7 +246,7 @@ class LongTailCLI(LightningCLI):
         elif ckpt_path not in (None, "best", "hpc"):
             checkpoint = read_checkpoint(ckpt_path)
             if section.get("use_ckpt_config"):
-                super()._parse_ckpt_path()
+                self.model_arguments_from_checkpoint()
                 self._data_from_checkpoint(checkpoint)
             else:
                 differences = checkpoint_differences(checkpoint, dump)
@@ -378,43 +379,3 @@ def configure_wandb_mode() -> None:
         return
     if not _wandb_has_credentials() or not sys.stdin.isatty():
         os.environ["WANDB_MODE"] = "offline"
-
-
-def main(args: list[str] | None = None) -> None:
-    """Entry point of the ``ltlight`` console script."""
-    configure_wandb_mode()
-    program = "ltlight"  # also under `python -m ltlight.cli`
-    try:
-        LongTailCLI(args=args)
-    except RunInterrupted as stop:
-        # Lightning stops on SIGTERM (and, with InterruptCheckpoint, a first Ctrl-C) by raising a
-        # SystemExit without a code, which would report success.
-        print(f"{program}: {stop}", file=sys.stderr)
-        sys.exit(128 + signal.SIGTERM)
-    except SIGTERMException:
-        print(f"{program}: stopped by a signal", file=sys.stderr)
-        sys.exit(128 + signal.SIGTERM)
-    except NonFiniteLossError as error:
-        if os.environ.get("LTLIGHT_TRACEBACK"):
-            raise
-        print(f"{program}: error: {error}", file=sys.stderr)
-        sys.exit(1)
-    except USER_ERRORS as error:
-        if os.environ.get("LTLIGHT_TRACEBACK"):
-            raise
-        # Only jsonargparse's report on an argument is condensed; any other error (a bug, a
-        # library's own message) is shown as it is, its cause included.
-        message, kind = str(error), type(error).__name__
-        if isinstance(error, ArgumentValueError):
-            kind = type(error.__cause__).__name__
-        elif re.search(r'Parser key "', message):
-            message = condense_error(message)
-        print(
-            f"{program}: error: {kind}: {message}\n(set LTLIGHT_TRACEBACK=1 to see the traceback)",
-            file=sys.stderr,
-        )
-        sys.exit(2)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,6 +1,6 @@
 """One command for decoupled training: stage 1, then stage 2 from stage 1's checkpoint.
 
-``python -m ltlight.two_stage configs/digits_lt/ce_stage1.yaml configs/digits_lt/crt.yaml``
+``python -m ltlight.cli.two_stage configs/digits_lt/ce_stage1.yaml configs/digits_lt/crt.yaml``
 runs ``ltlight fit --config <stage 1>``, then ``ltlight fit --config <stage 2>
 --model.init_args.init_weights=<stage-1 checkpoint>``. The stage-1 checkpoint is its
 ``ModelCheckpoint``'s best one on the validation split when it monitors one, else the last epoch
@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from ltlight.cli import LongTailCLI, configure_wandb_mode
+from ltlight.cli.command import LongTailCLI, configure_wandb_mode
 
 
 def stage1_checkpoint(trainer) -> str:
@@ -41,7 +41,7 @@ def run(
     extra = list(extra or [])
     first = LongTailCLI(args=["fit", "--config", stage1, *extra])
     path = stage1_checkpoint(first.trainer)
-    print(f"ltlight.two_stage: stage 1 done; stage 2 starts from {path}", file=sys.stderr)
+    print(f"ltlight.cli.two_stage: stage 1 done; stage 2 starts from {path}", file=sys.stderr)
     second = LongTailCLI(
         args=["fit", "--config", stage2, f"--model.init_args.init_weights={path}", *extra]
     )
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     if "--" in argv:
         cut = argv.index("--")
         argv, extra = argv[:cut], argv[cut + 1 :]
-    parser = argparse.ArgumentParser(prog="python -m ltlight.two_stage", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m ltlight.cli.two_stage", description=__doc__)
     parser.add_argument("stage1", help="the stage-1 config (e.g. ce_stage1.yaml)")
     parser.add_argument("stage2", help="the stage-2 config (crt.yaml, lws.yaml, ...)")
     args = parser.parse_args(argv)
