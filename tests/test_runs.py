@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from ltlight import LongTailModule
-from ltlight.callbacks import PredictionWriter
+from ltlight.callbacks import BestCheckpoint, PredictionWriter
 from ltlight.cli import main
 from ltlight.cli.checkpoint_file import read_checkpoint
 from ltlight.cli.runs import config_differences, find_last_checkpoint, new_run_dir
@@ -73,6 +73,22 @@ def test_a_run_writes_its_own_folder_with_the_last_epoch_as_last_ckpt(ce_run):
     assert checkpoint["epoch"] == 1 and checkpoint["global_step"] == 16
     assert "ltlight.losses.CrossEntropyLoss" in (run / "config.yaml").read_text()
     assert not (cwd / "runs" / "digits_lt" / "config.yaml").exists()
+
+
+@pytest.mark.parametrize("val_per_class", [0, 10])
+def test_the_best_epoch_is_kept_only_when_validation_is_not_the_test_split(val_per_class, tmp_path):
+    best = BestCheckpoint(dirpath=str(tmp_path))
+    trainer = L.Trainer(accelerator="cpu", max_epochs=2, limit_train_batches=2, logger=False,
+                        enable_progress_bar=False, enable_model_summary=False,
+                        callbacks=[best], default_root_dir=tmp_path)  # fmt: skip
+    data = DigitsLTDataModule(val_per_class=val_per_class)
+    trainer.fit(LongTailModule(DigitsNet()), datamodule=data)
+    assert best.validates_on_test == (val_per_class == 0)
+    if val_per_class == 0:  # selecting on the test split is not allowed: nothing saved
+        assert list(tmp_path.glob("*.ckpt")) == [] and best.best_model_path == ""
+    else:
+        assert [p.name for p in tmp_path.glob("*.ckpt")] == ["best.ckpt"]
+        assert float(best.best_model_score) <= float(trainer.callback_metrics["val/balanced_error"])
 
 
 def test_the_same_command_twice_makes_two_runs_and_resumes_neither(tmp_path):

@@ -1,7 +1,8 @@
 """Callbacks: the re-balancing schedules (DRW, DRS, TaiLr's γ), post-hoc calibration (temperature,
-logit adjustment, τ-normalisation), decoupled classifier retraining, the per-class report, and the
-checkpoint an interrupted run resumes from."""
+logit adjustment, τ-normalisation), decoupled classifier retraining, the per-class report, the
+checkpoint an interrupted run resumes from, and the best epoch on a validation split."""
 
+from ltlight.callbacks.best_checkpoint import BestCheckpoint
 from ltlight.callbacks.classifier_retraining import ClassifierRetraining
 from ltlight.callbacks.deferred_resampling import DeferredResampling
 from ltlight.callbacks.deferred_reweighting import DeferredReweighting
@@ -15,6 +16,7 @@ from ltlight.callbacks.tau_normalization import TauNormalization
 from ltlight.callbacks.temperature_scaling import TemperatureScaling
 
 __all__ = [
+    "BestCheckpoint",
     "ClassifierRetraining",
     "DeferredResampling",
     "DeferredReweighting",

@@ -31,6 +31,7 @@ from ltlight._lightning_internals import (
 from ltlight.callbacks.interrupt_checkpoint import InterruptCheckpoint
 from ltlight.callbacks.prediction_writer import PredictionWriter
 from ltlight.cli.checkpoint_file import read_checkpoint
+from ltlight.cli.configs import compose_arguments
 from ltlight.cli.runs import (
     CHECKPOINTS,
     RUN_CONFIG,
@@ -171,10 +172,13 @@ class LongTailCLI(CheckpointArgumentsHook):
     this config's newest run's checkpoint, or an error listing the runs found; a checkpoint file
     given with ``--ckpt_path`` must have the config's model and data arguments (an error names
     the ones that differ) unless ``--use_ckpt_config=true`` takes them from the checkpoint.
+    ``--config configs/<dataset>/<method>.yaml`` is composed from the dataset's and the method's
+    files (:mod:`ltlight.cli.configs`).
     """
 
     def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
         self.run_dir: Path | None = None
+        self.config_files: list[str] = []
         try:
             super().__init__(
                 LongTailModule,
@@ -215,6 +219,20 @@ class LongTailCLI(CheckpointArgumentsHook):
             "refusing a checkpoint whose arguments differ from the config",
         )
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse ``args`` (``None``: the command line) with each composed ``--config`` expanded.
+
+        Unlike LightningCLI's, it does not warn when ``args`` come beside a command line:
+        ``ltlight two_stage`` gives each stage its own, and leaves the command line whole for
+        Lightning's DDP launcher, which starts the other processes with it.
+        """
+        if isinstance(args, (dict, Namespace)):
+            super().parse_arguments(parser, args)
+            return
+        composition = compose_arguments(sys.argv[1:] if args is None else args)
+        self.config_files = composition.config_files
+        self.config = parser.parse_args(composition.args)
+
     # -- the run folder and the checkpoint, decided before anything is built ----------------
     def _section(self) -> Namespace:
         subcommand = self.config.get("subcommand")
@@ -233,7 +251,7 @@ class LongTailCLI(CheckpointArgumentsHook):
             _short_class_name(dump.get("data"), "data"),
             _short_class_name((dump.get("model") or {}).get("init_args", {}).get("loss"), "run"),
         )
-        dataset, method = run_identity(section.get("config") or [], fallback)
+        dataset, method = run_identity(self.config_files or section.get("config") or [], fallback)
         root = Path(section.get("trainer.default_root_dir") or RUNS_ROOT)
         method_dir = root / dataset / method
         self.run_identity = (dataset, method)
