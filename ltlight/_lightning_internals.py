@@ -88,6 +88,15 @@ def request_stop(trainer: L.Trainer) -> None:
 # -- the command line (ltlight.cli) ----------------------------------------------------------
 
 
+def set_default_root_dir(trainer: L.Trainer, path: str) -> None:
+    """Make ``trainer.default_root_dir`` return ``path`` (the ``Trainer`` gives no setter).
+
+    Assumption: the read-only property ``Trainer.default_root_dir`` returns
+    ``trainer._default_root_dir`` (normalised), which the constructor stores.
+    """
+    trainer._default_root_dir = path
+
+
 def option_strings(parser: argparse.ArgumentParser) -> list[str]:
     """Every option string ``parser`` accepts (``--trainer.max_epochs``, ``-c``, ...).
 

@@ -37,6 +37,7 @@ PRIVATE = [
     r"_option_string_actions",
     r"_parse_ckpt_path",
     r"\bSaveConfigCallback\b",
+    r"\._default_root_dir\b",
 ]
 
 
@@ -173,6 +174,13 @@ def test_setting_the_sigterm_flag_stops_fit_after_the_current_batch():
     assert trainer.global_step == 4 and trainer.received_sigterm
 
 
+def test_trainer_default_root_dir_is_the_value_it_stores(tmp_path):
+    trainer = L.Trainer(default_root_dir=tmp_path / "a", logger=False, enable_progress_bar=False)
+    assert trainer.default_root_dir == str(tmp_path / "a")
+    _lightning_internals.set_default_root_dir(trainer, str(tmp_path / "b"))
+    assert trainer.default_root_dir == str(tmp_path / "b")
+
+
 def test_argparse_keeps_every_option_string():
     parser = argparse.ArgumentParser()
     parser.add_argument("--max_epochs", type=int)
@@ -224,7 +232,7 @@ def test_lightning_cli_calls_the_checkpoint_hook_once_between_parsing_and_instan
             calls.append(("after_parsing", self.config is not None))
             super().after_parsing()
 
-    config = ROOT / "configs" / "digits_lt" / "ce.yaml"
+    config = ROOT / "configs" / "digits_lt" / "dataset.yaml"  # Lightning's own parsing
     args = ["--config", str(config), f"--trainer.default_root_dir={tmp_path}"]
     cli_until_instantiation(
         Probe, LongTailModule, L.LightningDataModule, subclass_mode_model=True,
@@ -241,13 +249,13 @@ def test_lightning_takes_the_model_arguments_from_the_checkpoint(tmp_path):
         "loss": {"class_path": "ltlight.losses.LDAMLoss"},
     }
     torch.save({"state_dict": {}, "hyper_parameters": hparams}, checkpoint)
-    config = ROOT / "configs" / "digits_lt" / "ce.yaml"
+    config = ROOT / "configs" / "digits_lt" / "dataset.yaml"
     args = ["validate", "--config", str(config), f"--ckpt_path={checkpoint}"]
     cli = cli_until_instantiation(
         _lightning_internals.CheckpointArgumentsHook, LongTailModule, L.LightningDataModule,
         subclass_mode_model=True, subclass_mode_data=True, args=args,
     )  # fmt: skip
-    assert "LDAMLoss" in str(cli.config["validate"]["model"])  # the config said CrossEntropyLoss
+    assert "LDAMLoss" in str(cli.config["validate"]["model"])  # the config: the default loss
 
 
 def test_lightning_config_callback_writes_in_setup_only(tmp_path):

@@ -21,7 +21,7 @@ import torch
 
 from ltlight import LongTailModule
 from ltlight.callbacks import BestCheckpoint, PredictionWriter
-from ltlight.cli import main
+from ltlight.cli import LongTailCLI, main
 from ltlight.cli.checkpoint_file import read_checkpoint
 from ltlight.cli.runs import config_differences, find_last_checkpoint, new_run_dir
 from ltlight.data import DigitsLTDataModule, ImageFolderLTDataModule
@@ -391,6 +391,19 @@ def test_predictions_of_an_image_folder_name_each_file_and_class(image_folder_di
     # the file's folder is its class; names come from the datamodule
     assert [r["label_name"] for r in rows] == [Path(p).parent.name for p in test.paths]
     assert {r["predicted_name"] for r in rows} <= set(data.class_names)
+
+
+@pytest.mark.parametrize("rank", ["LOCAL_RANK", "RANK", "NODE_RANK"])
+def test_a_process_of_another_rank_than_zero_creates_no_run_folder(rank, tmp_path, monkeypatch):
+    """Under DDP only rank 0 creates the timed folder; the others take it at set-up."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(rank, "1")
+    cli = LongTailCLI(args=["--config", str(CONFIGS / "ce.yaml"), *QUIET], run=False)
+    assert cli.run_dir.parent == Path("runs", "digits_lt", "ce")
+    assert not (tmp_path / "runs").exists()
+    monkeypatch.setenv(rank, "0")
+    cli = LongTailCLI(args=["--config", str(CONFIGS / "ce.yaml"), *QUIET], run=False)
+    assert cli.run_dir.is_dir()
 
 
 def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path):

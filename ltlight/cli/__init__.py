@@ -1,4 +1,5 @@
-"""The ``ltlight`` command line: ``ltlight fit|validate|test|predict --config ...``.
+"""The ``ltlight`` command line: ``ltlight fit|validate|test|predict --config ...`` and
+``ltlight two_stage <stage 1> <stage 2> [-- arguments]``.
 
 :mod:`~ltlight.cli.command` holds the command (LightningCLI with ltlight's defaults),
 :mod:`~ltlight.cli.runs` the one folder per run and what ``--ckpt_path last`` continues,
@@ -15,6 +16,7 @@ import sys
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from ltlight.callbacks.finite_loss import NonFiniteLossError
+from ltlight.cli import two_stage
 from ltlight.cli.command import (
     USER_ERRORS,
     ArgumentValueError,
@@ -29,11 +31,15 @@ __all__ = ["USER_ERRORS", "LongTailCLI", "condense_error", "did_you_mean", "main
 
 
 def main(args: list[str] | None = None) -> None:
-    """Entry point of the ``ltlight`` console script."""
+    """Entry point of the ``ltlight`` console script (``args``: the command line's)."""
     configure_wandb_mode()
     program = "ltlight"  # also under `python -m ltlight.cli`
+    command_line = sys.argv[1:] if args is None else list(args)
     try:
-        LongTailCLI(args=args)
+        if command_line[:1] == ["two_stage"]:
+            two_stage.main(command_line[1:])
+        else:
+            LongTailCLI(args=args)
     except RunInterrupted as stop:
         # Lightning stops on SIGTERM (and, with InterruptCheckpoint, a first Ctrl-C) by raising a
         # SystemExit without a code, which would report success.

@@ -36,9 +36,11 @@ from ltlight.cli.runs import (
     CHECKPOINTS,
     RUN_CONFIG,
     RUNS_ROOT,
+    RankZeroRunFolder,
     checkpoint_differences,
     discard_if_empty,
     find_last_checkpoint,
+    launched_as_rank_zero,
     new_run_dir,
     run_dir_of_checkpoint,
     run_identity,
@@ -50,9 +52,6 @@ from ltlight.module import LongTailModule
 yaml.SafeDumper.add_multi_representer(
     enum.Enum, lambda dumper, value: dumper.represent_data(value.value)
 )
-
-#: Set for the DDP worker processes Lightning starts, so that they write to the same run folder.
-_RUN_DIR_VARIABLE = "LTLIGHT_RUN_DIR"
 
 #: Errors our constructors and set-up (and Lightning's Trainer, for its own arguments) raise on
 #: bad input; shown as one line, not a traceback.
@@ -194,7 +193,8 @@ class LongTailCLI(CheckpointArgumentsHook):
                 run=run,
             )
         except BaseException:
-            if self.run_dir is not None:  # a start that failed leaves no empty run folder
+            # A start that failed leaves no empty run folder (that of rank 0, which made it).
+            if self.run_dir is not None and launched_as_rank_zero():
                 discard_if_empty(self.run_dir)
             raise
 
@@ -275,14 +275,9 @@ class LongTailCLI(CheckpointArgumentsHook):
                         "--use_ckpt_config=true to take the model and data from the checkpoint"
                     )
             run_dir = run_dir or run_dir_of_checkpoint(ckpt_path)
-        if run_dir is None:
-            inherited = os.environ.get(_RUN_DIR_VARIABLE)
-            if inherited and os.environ.get("LOCAL_RANK", "0") != "0":
-                run_dir = inherited  # a DDP worker process: its launcher's run folder
-            else:
-                run_dir = new_run_dir(method_dir, section.get("run_name"))
+        if run_dir is None:  # only rank 0 creates it; another rank learns it at set-up
+            run_dir = new_run_dir(method_dir, section.get("run_name"), launched_as_rank_zero())
         self.run_dir = Path(run_dir)
-        os.environ[_RUN_DIR_VARIABLE] = str(self.run_dir)
 
     def _data_from_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         hparams = dict(checkpoint.get("datamodule_hyper_parameters") or {})
@@ -320,6 +315,7 @@ class LongTailCLI(CheckpointArgumentsHook):
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         trainer = super().instantiate_trainer(**kwargs)
+        trainer.callbacks.insert(0, RankZeroRunFolder(self.run_dir))
         for callback in trainer.callbacks:
             if isinstance(callback, ModelCheckpoint) and callback.dirpath is None:
                 callback.dirpath = str(self.run_dir / CHECKPOINTS)
@@ -343,7 +339,7 @@ class LongTailCLI(CheckpointArgumentsHook):
             )
         writer = next((c for c in self.trainer.callbacks if isinstance(c, PredictionWriter)), None)
         if writer is None:
-            writer = PredictionWriter(str(self.run_dir / "predictions.csv"))
+            writer = PredictionWriter()  # <run folder, rank 0's>/predictions.csv
             self.trainer.callbacks.append(writer)
         kwargs["return_predictions"] = False
         with warnings.catch_warnings():

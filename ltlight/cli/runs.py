@@ -16,6 +16,11 @@ time)::
 A new run never continues an old one by itself. ``--ckpt_path last`` continues *this* run: the
 newest checkpoint of the newest run of the same dataset and method whose saved ``config.yaml``
 has the same model (backbone, loss, optimiser, schedule, method callbacks) and data arguments.
+
+Under DDP every rank writes into rank 0's folder, and only rank 0 creates one: the folder is
+chosen while the command line is parsed, before the processes can talk, so another rank knows
+only a provisional name (a timed name is rank 0's clock, not its own) until set-up, when
+:class:`RankZeroRunFolder` gives it rank 0's.
 """
 
 import os
@@ -24,7 +29,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import yaml
+
+from ltlight._lightning_internals import set_default_root_dir
 
 RUNS_ROOT = "runs"
 RUN_CONFIG = "config.yaml"
@@ -61,17 +69,32 @@ def run_identity(config_files: Sequence[str | os.PathLike], fallback: tuple[str,
     return fallback
 
 
-def new_run_dir(method_dir: Path, name: str | None = None) -> Path:
+#: Where launchers tell a process its rank: torchrun (``RANK``, ``GROUP_RANK``), Lightning's own
+#: launcher (``LOCAL_RANK``, ``NODE_RANK``), SLURM, LSF.
+RANK_VARIABLES = ("RANK", "LOCAL_RANK", "GROUP_RANK", "NODE_RANK", "SLURM_PROCID")
+RANK_VARIABLES += ("JSM_NAMESPACE_RANK",)
+
+
+def launched_as_rank_zero() -> bool:
+    """Whether no launcher says that this process is another rank than the first: the process
+    that creates the run folder (a lone process, or rank 0 of a job)."""
+    return all(os.environ.get(name, "0") == "0" for name in RANK_VARIABLES)
+
+
+def new_run_dir(method_dir: Path, name: str | None = None, create: bool = True) -> Path:
     """``method_dir/<name>``; without a name, the start time, made unique in ``method_dir``.
 
-    The timed folder is created here, atomically, so that runs started in the same second (a
-    sweep launching its seeds at once) never share one: the second gets ``<time>-2``.
+    The timed folder is created here (unless ``create`` is false: a DDP rank > 0's provisional
+    name), atomically, so that runs started in the same second (a sweep launching its seeds at
+    once) never share one: the second gets ``<time>-2``.
     """
     if name:
         if "/" in name or name in (".", ".."):
             raise ValueError(f"run_name must be a plain folder name, got {name!r}")
         return method_dir / name
     stamp = time.strftime("%Y%m%d-%H%M%S")
+    if not create:
+        return method_dir / stamp
     method_dir.mkdir(parents=True, exist_ok=True)
     for number in range(1, 10_000):
         candidate = method_dir / (stamp if number == 1 else f"{stamp}-{number}")
@@ -91,6 +114,32 @@ def discard_if_empty(run_dir: Path) -> None:
     for folder in sorted(run_dir.rglob("*"), key=lambda path: len(path.parts), reverse=True):
         folder.rmdir()
     run_dir.rmdir()
+
+
+class RankZeroRunFolder(L.Callback):
+    """Every rank takes rank 0's run folder at set-up, when the processes can first agree.
+
+    Until then a rank > 0 has a provisional folder that it never creates: the trainer's
+    ``default_root_dir`` and the ``dirpath`` of every callback pointed inside it (``ltlight``
+    points the checkpoint callbacks there) move to the same place in rank 0's folder.
+
+    Args:
+        run_dir: this process's run folder, as chosen while parsing.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = Path(run_dir)
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        agreed = Path(trainer.strategy.broadcast(str(self.run_dir), src=0))
+        if agreed == self.run_dir:
+            return
+        set_default_root_dir(trainer, str(agreed))
+        for callback in trainer.callbacks:
+            dirpath = getattr(callback, "dirpath", None)
+            if isinstance(dirpath, str) and Path(dirpath).is_relative_to(self.run_dir):
+                callback.dirpath = str(agreed / Path(dirpath).relative_to(self.run_dir))
+        self.run_dir = agreed
 
 
 def run_checkpoints(run_dir: Path) -> list[Path]:
