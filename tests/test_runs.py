@@ -21,8 +21,8 @@ import torch
 
 from ltlight import LongTailModule
 from ltlight.callbacks import BestCheckpoint, PredictionWriter
+from ltlight.checkpoints import read_checkpoint
 from ltlight.cli import LongTailCLI, main
-from ltlight.cli.checkpoint_file import read_checkpoint
 from ltlight.cli.runs import config_differences, find_last_checkpoint, new_run_dir
 from ltlight.data import DigitsLTDataModule, ImageFolderLTDataModule
 from ltlight.models import DigitsNet, resnet32

@@ -3,7 +3,7 @@
 
 :mod:`~ltlight.cli.command` holds the command (LightningCLI with ltlight's defaults),
 :mod:`~ltlight.cli.runs` the one folder per run and what ``--ckpt_path last`` continues,
-:mod:`~ltlight.cli.checkpoint_file` the checks of a checkpoint the user names and
+:mod:`~ltlight.checkpoints` the checks of a checkpoint the user names and
 :mod:`~ltlight.cli.two_stage` decoupled training in one command. :func:`main` is the console
 script (``ltlight``, or ``python -m ltlight.cli``).
 """

@@ -30,7 +30,7 @@ from ltlight._lightning_internals import (
 )
 from ltlight.callbacks.prediction_writer import PredictionWriter
 from ltlight.callbacks.run_safety.interrupt_checkpoint import InterruptCheckpoint
-from ltlight.cli.checkpoint_file import read_checkpoint
+from ltlight.checkpoints import read_checkpoint
 from ltlight.cli.configs import compose_arguments
 from ltlight.cli.runs import (
     CHECKPOINTS,
