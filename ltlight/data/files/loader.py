@@ -38,7 +38,7 @@ from ltlight.data.sampling import (
     ResumableEpochLoader,
     derive_seed,
 )
-from ltlight.data.tensor.augment import Normalize
+from ltlight.preprocessing import Normalize
 
 
 class _EpochBatches:
