@@ -197,8 +197,9 @@ class FileLongTailDataModule(SplitDataModule):
 
     @staticmethod
     def _warn_shared_files(train: ImageList, test: ImageList) -> None:
-        train_files = {os.path.realpath(train.full_path(i)) for i in range(len(train))}
-        shared = [i for i in range(len(test)) if os.path.realpath(test.full_path(i)) in train_files]
+        train_files = {_file_identity(train.full_path(i)) for i in range(len(train))}
+        train_files.discard(None)
+        shared = [i for i in range(len(test)) if _file_identity(test.full_path(i)) in train_files]
         if shared:
             named = ", ".join(test.full_path(i) for i in shared[:5])
             warnings.warn(
@@ -256,3 +257,13 @@ class FileLongTailDataModule(SplitDataModule):
             device=device,
             decode_on_device=self.decode_on_device,
         )
+
+
+def _file_identity(path: str) -> tuple[int, int] | None:
+    """``(device, inode)`` of the file at ``path`` (the same for a symbolic or hard link to it),
+    ``None`` if there is none."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
