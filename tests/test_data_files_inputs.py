@@ -7,11 +7,16 @@ the images a user meant, each once, or a one-line error naming the file (or line
 import os
 import warnings
 
+import numpy as np
 import pytest
+import torch
 from fake_datasets import write_image_folder, write_jpeg
+from PIL import Image
 
 from ltlight.data import ImageFolderLTDataModule
-from ltlight.data.files.image_list import read_csv, scan_image_folder
+from ltlight.data.files.dataset import BadImageError, ImageFileDataset
+from ltlight.data.files.image_list import ImageList, read_csv, scan_image_folder
+from ltlight.data.files.image_modes import to_rgb
 
 
 def one_line_error(make, error, match):
@@ -102,3 +107,85 @@ def test_a_label_index_beyond_the_classes_names_the_line(tmp_path, train_folder)
         ValueError,
         r"train\.csv:6: label 10 makes 11 classes, but no row has class 2",
     )
+
+
+# -- image modes: every file as the 8-bit RGB a network sees ------------------------------------
+def decoded(tmp_path, name):
+    """The evaluation crop (uint8 (3, 8, 8)) of ``tmp_path/name``, decoded as the loader does."""
+    images = ImageList(str(tmp_path), [name], torch.zeros(1, dtype=torch.int64), str(tmp_path))
+    crop, _, _ = ImageFileDataset(images, train=False, size=8, resize=8)[0]
+    return crop
+
+
+def test_a_16_bit_png_is_scaled_by_its_range_not_saturated(tmp_path):
+    Image.fromarray(np.full((12, 10), 40000, dtype=np.uint16)).save(tmp_path / "deep.png")
+    assert Image.open(tmp_path / "deep.png").mode == "I;16"
+    assert decoded(tmp_path, "deep.png").unique().tolist() == [40000 >> 8]
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ([0.0, 0.25, 1.0], [0, 64, 255]),  # [0, 1]: × 255
+        ([0.0, 100.0, 200.0], [0, 100, 200]),  # [0, 255]: kept
+        ([-3.0, 1.0, 5.0], [0, 128, 255]),  # any other range: minimum → 0, maximum → 255
+    ],
+)
+def test_a_float_tiff_is_scaled_by_its_value_range(tmp_path, values, expected):
+    Image.fromarray(np.array([values], dtype=np.float32)).save(tmp_path / "float.tif")
+    image = Image.open(tmp_path / "float.tif")
+    assert image.mode == "F"
+    assert [to_rgb(image).getpixel((x, 0)) for x in range(3)] == [(v, v, v) for v in expected]
+
+
+def test_a_float_tiff_decodes_to_its_values_not_zeros(tmp_path):
+    Image.fromarray(np.full((12, 10), 0.25, dtype=np.float32)).save(tmp_path / "float.tif")
+    assert decoded(tmp_path, "float.tif").unique().tolist() == [64]
+
+
+def test_a_float_tiff_without_a_finite_range_is_refused_naming_the_file(tmp_path):
+    pixels = np.full((12, 10), 0.5, dtype=np.float32)
+    pixels[3, 3] = np.nan
+    Image.fromarray(pixels).save(tmp_path / "nan.tif")
+    one_line_error(
+        lambda: decoded(tmp_path, "nan.tif"),
+        BadImageError,
+        r"nan\.tif: image does not decode \(a float image with NaN or infinite values",
+    )
+
+
+def transparent_images():
+    """Fully transparent red, greyscale, palette images: only the background may show."""
+    rgba = Image.new("RGBA", (10, 12), (255, 0, 0, 0))
+    grey = Image.new("LA", (10, 12), (0, 0))
+    palette = Image.new("P", (10, 12), 1)
+    palette.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    palette.info["transparency"] = 1
+    return {"rgba.png": rgba, "grey.png": grey, "palette.png": palette, "palette.gif": palette}
+
+
+@pytest.mark.parametrize("name", list(transparent_images()))
+def test_transparent_pixels_are_composited_on_white(tmp_path, name):
+    image = transparent_images()[name]
+    image.save(tmp_path / name, transparency=1) if image.mode == "P" else image.save(
+        tmp_path / name
+    )
+    assert decoded(tmp_path, name).unique().tolist() == [255]  # image_modes.BACKGROUND
+
+
+def test_half_transparent_black_on_white_is_mid_grey(tmp_path):
+    Image.new("RGBA", (10, 12), (0, 0, 0, 128)).save(tmp_path / "half.png")
+    assert abs(int(decoded(tmp_path, "half.png")[0, 4, 4]) - round(255 * (1 - 128 / 255))) <= 1
+
+
+def test_a_gif_is_scanned_and_its_first_frame_read(tmp_path):
+    first, second = Image.new("P", (10, 12), 1), Image.new("P", (10, 12), 2)
+    for frame in (first, second):
+        frame.putpalette([0, 0, 0, 10, 200, 30, 250, 5, 5] + [0] * 759)
+    os.makedirs(tmp_path / "train" / "a")
+    first.save(tmp_path / "train/a/moving.gif", save_all=True, append_images=[second])
+    write_jpeg(str(tmp_path / "train/b/b.jpg"), (0, 0, 0))
+    images, _ = scan_image_folder(str(tmp_path / "train"))
+    assert images.paths == ["a/moving.gif", "b/b.jpg"]
+    crop = decoded(tmp_path / "train", "a/moving.gif")
+    assert crop[:, 4, 4].tolist() == [10, 200, 30]

@@ -34,6 +34,7 @@ from torch.utils.data import Dataset
 
 from ltlight.data.files.color_jitter import color_jitter
 from ltlight.data.files.image_list import ImageList
+from ltlight.data.files.image_modes import to_rgb
 
 #: RandomResizedCrop's defaults (torchvision, and every ImageNet-LT recipe).
 CROP_SCALE = (0.08, 1.0)
@@ -175,8 +176,7 @@ class ImageFileDataset(Dataset):
         scale_x, scale_y = image.size[0] / full_width, image.size[1] / full_height
         top, left = round(top * scale_y), round(left * scale_x)
         h, w = max(1, round(h * scale_y)), max(1, round(w * scale_x))
-        if image.mode != "RGB":
-            image = image.convert("RGB")
+        image = to_rgb(image)  # 16-bit, float, transparent: image_modes says how
         region = image.crop((left, top, left + w, top + h))  # decodes, copies only the crop
         pixels = torch.from_numpy(np.array(region)).permute(2, 0, 1)  # CHW view, channels-last
         crop = TF.resize(pixels, [self.size, self.size], antialias=True)
