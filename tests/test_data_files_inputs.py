@@ -13,6 +13,7 @@ import torch
 from fake_datasets import write_image_folder, write_jpeg
 from PIL import Image
 
+from ltlight.cli import USER_ERRORS
 from ltlight.data import ImageFolderLTDataModule
 from ltlight.data.files.dataset import BadImageError, ImageFileDataset
 from ltlight.data.files.image_list import ImageList, read_csv, scan_image_folder
@@ -189,3 +190,19 @@ def test_a_gif_is_scanned_and_its_first_frame_read(tmp_path):
     assert images.paths == ["a/moving.gif", "b/b.jpg"]
     crop = decoded(tmp_path / "train", "a/moving.gif")
     assert crop[:, 4, 4].tolist() == [10, 200, 30]
+
+
+# -- a bad image: one line naming the file, also from a worker process -------------------------
+def test_a_bad_image_read_by_a_worker_is_one_line_naming_the_file(train_folder):
+    bad = os.path.join(train_folder, "b", "b_0001.jpg")
+    with open(bad, "wb") as file:
+        file.write(b"\xff\xd8 not a JPEG after all")
+    data = ImageFolderLTDataModule(
+        train=train_folder, num_workers=1, batch_size=2, image_size=8, resize=8
+    )
+    error = one_line_error(
+        lambda: list(data.train_dataloader()),
+        BadImageError,
+        rf"^{bad}: image does not decode \(.*\); pass skip_bad_images=True to skip$",
+    )
+    assert isinstance(error, USER_ERRORS)  # `ltlight` prints it as one line, no traceback

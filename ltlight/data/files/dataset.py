@@ -84,8 +84,17 @@ def center_crop_box(height: int, width: int, resize: int, size: int) -> tuple[in
     return (height - h) // 2, (width - w) // 2, h, w
 
 
-class BadImageError(RuntimeError):
-    """An image file that is missing or does not decode; the message names the file."""
+class BadImageError(ValueError):
+    """An image file that is missing or does not decode; the message, one line, names the file.
+
+    Raised in a DataLoader worker, it reaches the main process re-created by torch from a message
+    that holds the worker's traceback; the constructor keeps that message's last line (this
+    error's own), so what the user reads is the one line naming the file.
+    """
+
+    def __init__(self, message: str) -> None:
+        last = message.rstrip().splitlines()[-1] if message.strip() else message
+        super().__init__(last.split(f"{type(self).__name__}: ", 1)[-1])
 
 
 class ImageFileDataset(Dataset):
