@@ -206,3 +206,32 @@ def test_a_bad_image_read_by_a_worker_is_one_line_naming_the_file(train_folder):
         rf"^{bad}: image does not decode \(.*\); pass skip_bad_images=True to skip$",
     )
     assert isinstance(error, USER_ERRORS)  # `ltlight` prints it as one line, no traceback
+
+
+# -- repeated rows: each image counts once, validation never shares a file with training ------
+def test_repeated_csv_rows_count_once_and_never_cross_into_validation(tmp_path, train_folder):
+    rows = ["a/a_0000.jpg,a"] * 3 + ["a/a_0001.jpg,a", "a/a_0002.jpg,a", "a/a_0003.jpg,a"]
+    rows += ["b/b_0000.jpg,b", "./b/b_0000.jpg,b", "b/b_0001.jpg,b"]
+    (tmp_path / "train.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
+    for seed in range(4):
+        data = ImageFolderLTDataModule(
+            train=str(tmp_path / "train.csv"), root=train_folder, val_per_class=1, seed=seed
+        )
+        with pytest.warns(
+            UserWarning, match=r"train\.csv: 3 repeated row\(s\) .*train\.csv:3 'a/a_0000"
+        ):
+            counts = data.class_counts
+        assert counts == [3, 1]  # 4 and 2 distinct images, one of each carved
+        train, val = data.splits["train"], data.splits["val"]
+        assert not set(train.paths) & set(val.paths)
+
+
+def test_an_image_listed_with_two_labels_names_both_lines(tmp_path, train_folder):
+    (tmp_path / "train.csv").write_text(
+        "path,label\na/a_0000.jpg,a\nb/b_0000.jpg,b\na/a_0000.jpg,b\n"
+    )
+    one_line_error(
+        lambda: read_csv(str(tmp_path / "train.csv"), root=train_folder),
+        ValueError,
+        r"train\.csv:4: 'a/a_0000\.jpg' is listed again with label 1, but .*train\.csv:2 gives",
+    )

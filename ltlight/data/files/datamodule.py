@@ -5,8 +5,8 @@ validation and test :class:`~ltlight.data.files.image_list.ImageList` (validatio
 ``None``) and the class names. This class then
 
 * checks them: labels in ``[0, C)``, no class without a training image, every file present (or
-  dropped with a warning naming them, ``skip_bad_images``), the same file in training and test
-  (a warning);
+  dropped with a warning naming them, ``skip_bad_images``), the same file in training and a
+  given validation or test list (a warning; a carved validation split never shares one);
 * carves a seeded balanced validation split of ``val_per_class`` images per class from the
   training split when there is no validation list
   (:func:`~ltlight.data.profiles.validation_indices`), *then* draws an optional long-tailed
@@ -163,8 +163,9 @@ class FileLongTailDataModule(SplitDataModule):
                 f"{train.source}: class {class_names[empty[0]]!r} ({empty[0]}) has no training "
                 f"image ({len(empty)} class(es) without one)"
             )
-        if test is not None:
-            self._warn_shared_files(train, test)
+        for name, split in (("validation", val), ("test", test)):
+            if split is not None:
+                self._warn_shared_files(train, split, name)
         if val is None and self.val_per_class > 0:
             keep, carved = validation_indices(
                 train.labels, self.val_per_class, seed=self.seed, class_names=class_names
@@ -196,14 +197,14 @@ class FileLongTailDataModule(SplitDataModule):
         return images.subset([i for i in range(len(images)) if i not in absent])
 
     @staticmethod
-    def _warn_shared_files(train: ImageList, test: ImageList) -> None:
+    def _warn_shared_files(train: ImageList, other: ImageList, name: str) -> None:
         train_files = {_file_identity(train.full_path(i)) for i in range(len(train))}
         train_files.discard(None)
-        shared = [i for i in range(len(test)) if _file_identity(test.full_path(i)) in train_files]
+        shared = [i for i in range(len(other)) if _file_identity(other.full_path(i)) in train_files]
         if shared:
-            named = ", ".join(test.full_path(i) for i in shared[:5])
+            named = ", ".join(other.full_path(i) for i in shared[:5])
             warnings.warn(
-                f"{len(shared)} test image(s) are also training images: {named}"
+                f"{len(shared)} {name} image(s) are also training images: {named}"
                 + (" ..." if len(shared) > 5 else ""),
                 stacklevel=4,
             )

@@ -73,7 +73,11 @@ class ImageList:
 
 def drop_duplicates(images: ImageList) -> ImageList:
     """``images`` with each path once: a repeated row (same path, same label) is dropped with a
-    warning that counts them; the same path with two labels is a ``ValueError`` naming both."""
+    warning that counts them; the same path with two labels is a ``ValueError`` naming both.
+
+    A list that names an image twice would count it twice in ``class_counts`` and could put one
+    copy in the carved validation split and the other in training.
+    """
     first: dict[str, int] = {}
     keep = []
     labels = images.labels.tolist()
@@ -94,7 +98,7 @@ def drop_duplicates(images: ImageList) -> ImageList:
         f"{images.source}: {len(images) - len(keep)} repeated row(s) of an image already listed "
         f"are dropped, each image counts once (the first: {images.where(repeated)} "
         f"{images.paths[repeated]!r})",
-        stacklevel=3,
+        stacklevel=2,
     )
     return images.subset(keep)
 
@@ -219,7 +223,7 @@ def read_csv(
     image_list = ImageList(root, paths, torch.tensor(labels, dtype=torch.int64), csv_path, lines)
     known = image_list.labels != UNKNOWN
     check_labels(image_list.labels[known], len(names), image_list.subset(known.nonzero()[:, 0]))
-    return image_list, names
+    return drop_duplicates(image_list), names
 
 
 def _csv_rows(csv_path: str, require_labels: bool) -> list[tuple[int, str, str]]:
@@ -323,7 +327,9 @@ def read_split_file(split_path: str, root: str) -> ImageList:
             lines.append(number)
     if not paths:
         raise ValueError(f"{split_path}: the split file lists no image")
-    return ImageList(root, paths, torch.tensor(labels, dtype=torch.int64), split_path, lines)
+    return drop_duplicates(
+        ImageList(root, paths, torch.tensor(labels, dtype=torch.int64), split_path, lines)
+    )
 
 
 def read_coco_json(json_path: str, root: str) -> tuple[ImageList, list[str], list[int]]:
