@@ -29,7 +29,7 @@ import torch
 from ltlight.checks import check_integer, check_range
 from ltlight.data.base import SplitDataModule
 from ltlight.data.files.dataset import ImageFileDataset, missing_files
-from ltlight.data.files.image_list import ImageList, check_labels
+from ltlight.data.files.image_list import ImageList, check_labels, read_new_images
 from ltlight.data.files.loader import FileDataLoader
 from ltlight.data.profiles import (
     check_imbalance_ratio,
@@ -70,6 +70,10 @@ class FileLongTailDataModule(SplitDataModule):
             are loaded, with a warning naming them, instead of raising.
         decode_on_device: decode JPEGs batch-wise on the training device (nvJPEG on a GPU);
             workers then only read files.
+        predict: new images for ``ltlight predict`` instead of the test split: a folder (every
+            image below it, recursively; no class folders needed), a CSV with a ``path``
+            column (paths relative to its folder; a ``label`` column is optional) or one image
+            file. Labels unknown; classes and preprocessing are the training run's.
     """
 
     name: ClassVar[str] = "image files"
@@ -94,6 +98,7 @@ class FileLongTailDataModule(SplitDataModule):
         check_files: bool = True,
         skip_bad_images: bool = False,
         decode_on_device: bool = False,
+        predict: str | None = None,
     ) -> None:
         super().__init__(batch_size, eval_batch_size, seed, augment, val_per_class)
         self.num_workers = check_integer("num_workers", num_workers, 0)
@@ -111,17 +116,44 @@ class FileLongTailDataModule(SplitDataModule):
         self.check_files = check_files
         self.skip_bad_images = skip_bad_images
         self.decode_on_device = decode_on_device
+        self.predict_source = predict
+        #: The classes of the checkpoint this data serves (:meth:`follow_class_names`).
+        self.checkpoint_class_names: list[str] | None = None
         self._lists: dict[str, ImageList | None] | None = None
         self._class_names: list[str] = []
 
     def read_lists(self) -> tuple[ImageList, ImageList | None, ImageList | None, list[str]]:
-        """``(train, val, test, class_names)`` as stored; ``val`` / ``test`` may be ``None``."""
+        """``(train, val, test, class_names)`` as stored; ``val`` / ``test`` may be ``None``.
+
+        With :attr:`checkpoint_class_names` set, a dataset whose classes are names (folders,
+        CSV names) indexes them by those names."""
         raise NotImplementedError
+
+    # -- the classes of a checkpoint --------------------------------------------------------
+    def follow_class_names(self, class_names: list[str]) -> None:
+        """Index the classes as a trained checkpoint does: labels follow ``class_names`` (a
+        class folder renamed or added since, which would shift every index after it, is an error
+        naming it instead). ``ltlight validate|test|predict|fit --ckpt_path`` calls it with the
+        checkpoint's class names before the data is read."""
+        self.checkpoint_class_names = [str(name) for name in class_names]
+        self._lists = None
+
+    def state_dict(self) -> dict[str, list[str]]:
+        """The class names, saved in checkpoints (:meth:`load_state_dict` compares them)."""
+        return {"class_names": list(self.class_names)}
+
+    def load_state_dict(self, state_dict: dict[str, list[str]]) -> None:
+        """Refuse a checkpoint trained on other classes than this data's (in Python: call
+        :meth:`follow_class_names` with the checkpoint's names before ``trainer.test``)."""
+        names = state_dict.get("class_names")
+        if names is not None:
+            _check_same_classes(list(names), self.class_names, "the checkpoint")
 
     # -- the splits, read once on first use --------------------------------------------------
     @property
     def splits(self) -> dict[str, ImageList | None]:
-        """``{"train", "val", "test"}`` image lists after the checks, the carve and the profile."""
+        """``{"train", "val", "test", "predict"}`` image lists after the checks, the carve and
+        the profile (``"predict"``: the new images of ``predict``, or ``None``)."""
         if self._lists is None:
             self._lists = self._prepare_lists()
         return self._lists
@@ -148,6 +180,8 @@ class FileLongTailDataModule(SplitDataModule):
 
     def _prepare_lists(self) -> dict[str, ImageList | None]:
         train, val, test, class_names = self.read_lists()
+        if self.checkpoint_class_names is not None:
+            _check_same_classes(self.checkpoint_class_names, class_names, "the checkpoint")
         self._class_names = list(class_names)
         num_classes = len(class_names)
         if num_classes < 2:
@@ -177,7 +211,10 @@ class FileLongTailDataModule(SplitDataModule):
                 int(pool.min()), num_classes, self.imbalance_ratio, self.profile, self.step_fraction
             )
             train = train.subset(long_tail_indices(train.labels, target, seed=self.seed))
-        return {"train": train, "val": val, "test": test}
+        predict = None
+        if self.predict_source is not None:
+            predict = self._present(read_new_images(self.predict_source, class_names))
+        return {"train": train, "val": val, "test": test, "predict": predict}
 
     def _present(self, images: ImageList) -> ImageList:
         if not self.check_files:
@@ -214,10 +251,18 @@ class FileLongTailDataModule(SplitDataModule):
         self.splits  # noqa: B018 - reads and checks the lists on every rank
 
     @property
+    def predict_split(self) -> str:
+        """The split ``ltlight predict`` runs on: ``"predict"`` with new images, else ``"test"``."""
+        return "test" if self.predict_source is None else "predict"
+
+    def predict_dataloader(self) -> FileDataLoader:
+        return self._loader(self.predict_split, self._eval_batch_size)
+
+    @property
     def predict_files(self) -> list[str] | None:
         """The images :meth:`predict_dataloader` yields, in its order, relative to their root
         (the ``file`` column of ``ltlight predict``'s predictions.csv)."""
-        images = self.splits["test"]
+        images = self.splits[self.predict_split]
         return None if images is None else list(images.paths)
 
     def make_dataset(
@@ -268,3 +313,23 @@ def _file_identity(path: str) -> tuple[int, int] | None:
     except OSError:
         return None
     return status.st_dev, status.st_ino
+
+
+def _check_same_classes(theirs: list[str], ours: list[str], whose: str) -> None:
+    """``ValueError`` naming the first class that differs between ``theirs`` and ``ours``."""
+    if list(theirs) == list(ours):
+        return
+    unknown = [name for name in ours if name not in theirs]
+    if unknown:
+        problem = f"class {unknown[0]!r} is not one of {whose}'s {len(theirs)} classes"
+    else:
+        index = next(
+            (i for i, (a, b) in enumerate(zip(theirs, ours, strict=False)) if a != b),
+            min(len(theirs), len(ours)),
+        )
+        problem = (
+            f"{whose} has {len(theirs)} classes, this data {len(ours)}; class {index} is "
+            f"{theirs[index] if index < len(theirs) else None!r} there, "
+            f"{ours[index] if index < len(ours) else None!r} here"
+        )
+    raise ValueError(f"the data's classes differ from {whose}'s: {problem}")

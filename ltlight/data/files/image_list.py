@@ -192,6 +192,25 @@ def scan_images(root: str) -> ImageList:
     return ImageList(root, paths, torch.full((len(paths),), UNKNOWN, dtype=torch.int64), root)
 
 
+def read_new_images(source: str, class_names: Sequence[str]) -> ImageList:
+    """Images to predict: every image below a folder (recursively), the rows of a CSV with a
+    ``path`` column (relative to its folder; labels optional, names or indices of
+    ``class_names``), or one image file. Labels not given are :data:`UNKNOWN`."""
+    if source.lower().endswith(".csv"):
+        return read_csv(source, class_names=class_names, require_labels=False)[0]
+    if os.path.isdir(source):
+        return scan_images(source)
+    if os.path.isfile(source) and source.lower().endswith(IMAGE_EXTENSIONS):
+        folder, name = os.path.split(os.path.abspath(source))
+        return ImageList(folder, [name], torch.tensor([UNKNOWN]), source)
+    if os.path.exists(source):
+        raise ValueError(
+            f"predict: {source!r} is neither a folder, a .csv file nor an image "
+            f"({', '.join(IMAGE_EXTENSIONS)})"
+        )
+    raise FileNotFoundError(f"predict: {source!r} does not exist (a folder, a .csv or an image)")
+
+
 def read_csv(
     csv_path: str,
     root: str | None = None,
