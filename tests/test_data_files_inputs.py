@@ -86,28 +86,40 @@ def test_a_csv_with_a_utf8_byte_order_mark_reads_its_path_column(tmp_path, train
     assert names == ["a", "b"] and images.paths == ["a/a_0000.jpg", "b/b_0000.jpg"]
 
 
-def test_a_csv_mixing_class_names_and_indices_names_the_line(tmp_path, train_folder):
-    (tmp_path / "train.csv").write_text(
-        "path,label\na/a_0000.jpg,a\na/a_0001.jpg,a\nb/b_0000.jpg,1\n"
-    )
+@pytest.mark.parametrize(
+    ("rows", "match"),
+    [
+        (  # class names mixed with class indices
+            ["a/a_0000.jpg,a", "a/a_0001.jpg,a", "b/b_0000.jpg,1"],
+            r"train\.csv:4: label '1' is a class index, but .*train\.csv:2 gives the class name",
+        ),
+        (  # one image with two labels
+            ["a/a_0000.jpg,a", "b/b_0000.jpg,b", "a/a_0000.jpg,b"],
+            r"train\.csv:4: 'a/a_0000\.jpg' is listed again with label 1, but .*train\.csv:2 gives",
+        ),
+    ],
+)
+def test_a_csv_error_names_the_lines(tmp_path, train_folder, rows, match):
+    (tmp_path / "train.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
     one_line_error(
-        lambda: read_csv(str(tmp_path / "train.csv"), root=train_folder),
-        ValueError,
-        r"train\.csv:4: label '1' is a class index, but .*train\.csv:2 gives the class name 'a'",
+        lambda: read_csv(str(tmp_path / "train.csv"), root=train_folder), ValueError, match
     )
 
 
-def test_a_label_index_beyond_the_classes_names_the_line(tmp_path, train_folder):
-    rows = "".join(f"a/a_000{i}.jpg,{i % 2}\n" for i in range(4)) + "b/b_0000.jpg,10\n"
+@pytest.mark.parametrize(
+    ("stray", "match"),
+    [  # labels 0, 1 and one stray index: a gap, or a tiny class the validation carve refuses
+        (10, r"train\.csv:6: label 10 makes 11 classes, but no row has class 2"),
+        (2, r"class '2' \(2\): it has 1 images.*; its images are listed at .*train\.csv:6$"),
+    ],
+)
+def test_a_stray_label_index_names_its_line(tmp_path, train_folder, stray, match):
+    rows = "".join(f"a/a_000{i}.jpg,{i % 2}\n" for i in range(4)) + f"b/b_0000.jpg,{stray}\n"
     (tmp_path / "train.csv").write_text("path,label\n" + rows)
     data = ImageFolderLTDataModule(
         train=str(tmp_path / "train.csv"), root=train_folder, val_per_class=1
     )
-    one_line_error(
-        lambda: data.class_counts,
-        ValueError,
-        r"train\.csv:6: label 10 makes 11 classes, but no row has class 2",
-    )
+    one_line_error(lambda: data.class_counts, ValueError, match)
 
 
 # -- image modes: every file as the 8-bit RGB a network sees ------------------------------------
@@ -224,14 +236,3 @@ def test_repeated_csv_rows_count_once_and_never_cross_into_validation(tmp_path, 
         assert counts == [3, 1]  # 4 and 2 distinct images, one of each carved
         train, val = data.splits["train"], data.splits["val"]
         assert not set(train.paths) & set(val.paths)
-
-
-def test_an_image_listed_with_two_labels_names_both_lines(tmp_path, train_folder):
-    (tmp_path / "train.csv").write_text(
-        "path,label\na/a_0000.jpg,a\nb/b_0000.jpg,b\na/a_0000.jpg,b\n"
-    )
-    one_line_error(
-        lambda: read_csv(str(tmp_path / "train.csv"), root=train_folder),
-        ValueError,
-        r"train\.csv:4: 'a/a_0000\.jpg' is listed again with label 1, but .*train\.csv:2 gives",
-    )

@@ -201,9 +201,14 @@ class FileLongTailDataModule(SplitDataModule):
             if split is not None:
                 self._warn_shared_files(train, split, name)
         if val is None and self.val_per_class > 0:
-            keep, carved = validation_indices(
-                train.labels, self.val_per_class, seed=self.seed, class_names=class_names
-            )
+            try:
+                keep, carved = validation_indices(
+                    train.labels, self.val_per_class, seed=self.seed, class_names=class_names
+                )
+            except ValueError as error:
+                raise ValueError(
+                    f"{error}{_rows_of_small_class(train, self.val_per_class)}"
+                ) from None
             train, val = train.subset(keep), train.subset(carved)
         if self.imbalance_ratio is not None:
             pool = torch.bincount(train.labels, minlength=num_classes)
@@ -333,3 +338,14 @@ def _check_same_classes(theirs: list[str], ours: list[str], whose: str) -> None:
             f"{ours[index] if index < len(ours) else None!r} here"
         )
     raise ValueError(f"the data's classes differ from {whose}'s: {problem}")
+
+
+def _rows_of_small_class(train: ImageList, per_class: int) -> str:
+    """Where a list (CSV, split file) names the images of its first class with ``<= per_class``
+    of them: a stray label (an index beyond the classes) shows up as such a class."""
+    if not train.lines:
+        return ""
+    counts = torch.bincount(train.labels)
+    small = (counts <= per_class).nonzero().flatten().tolist()
+    rows = (train.labels == small[0]).nonzero().flatten().tolist()[:3] if small else []
+    return f"; its images are listed at {', '.join(train.where(i) for i in rows)}" if rows else ""
