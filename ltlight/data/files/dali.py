@@ -98,6 +98,8 @@ class DaliRegionDecoder:
         self.fallback = fallback
         self.normalize = None if self.on_device else normalize
         self._pipeline: Any = None
+        self._scheduled = 0  # runs whose output is not collected yet
+        self._iteration = 0  # which decode_ahead owns the pipeline
 
     # -- the DALI pipeline, built on first use -------------------------------------------------
     def _build(self) -> Any:
@@ -149,6 +151,12 @@ class DaliRegionDecoder:
         if self.on_device:
             pipeline.feed_input("flip", [np.array(int(s.flip), dtype=np.int32) for s in samples])
         pipeline.schedule_run()
+        self._scheduled += 1
+
+    def _drain(self) -> None:
+        """Collect and drop what an abandoned iteration left in flight."""
+        while self._scheduled:
+            self._collect(_Batch([], torch.empty(0), [], scheduled=True))
 
     # -- decoding ahead --------------------------------------------------------------------------
     def decode_ahead(
@@ -158,10 +166,14 @@ class DaliRegionDecoder:
         crops, or with ``normalize`` the normalised float batch.
 
         Batch ``k + 1`` is read (by ``batches``) while DALI decodes batch ``k``, and decoded
-        while batch ``k`` is finished and used. Closing the iterator early (an exception in the
-        training step, ``limit_train_batches``) collects the batch still in flight, so the next
-        epoch starts with an empty pipeline.
+        while batch ``k`` is finished and used. An iteration left early (an exception in the
+        training step, ``limit_train_batches``) leaves a batch in flight: the iteration collects
+        it when it is closed, or the next one before it starts (an exception's traceback can keep
+        the old one alive), so a new epoch never receives an old batch.
         """
+        self._drain()
+        self._iteration += 1
+        iteration = self._iteration
         in_flight: _Batch | None = None
         try:
             for samples, labels, bad in batches:
@@ -173,8 +185,8 @@ class DaliRegionDecoder:
                 previous, in_flight = in_flight, None
                 yield self._finish(previous, self._collect(previous))
         finally:
-            if in_flight is not None:
-                self._collect(in_flight)
+            if self._iteration == iteration:
+                self._drain()
 
     def _submit(self, samples: list[EncodedImage], labels: Tensor, bad: list[str]) -> _Batch:
         batch = _Batch(samples, labels, bad, scheduled=bool(samples))
@@ -186,6 +198,7 @@ class DaliRegionDecoder:
         """DALI's output for ``batch`` (``None`` if it was not scheduled), or the error it met."""
         if batch is None or not batch.scheduled:
             return None
+        self._scheduled -= 1
         try:
             return self._pipeline.outputs()[0]
         except RuntimeError as error:  # a file DALI cannot decode; the pipeline stays usable
