@@ -113,6 +113,8 @@ class DaliRegionDecoder:
             num_threads=self.num_threads,
             device_id=device_id,
             prefetch_queue_depth=1,  # the loader keeps one batch in flight itself
+            # Outputs stay valid while the next batch decodes (the legacy executor reuses them).
+            exec_dynamic=True,
         )
         def regions() -> Any:
             data = fn.external_source(name="data", dtype=types.UINT8, ndim=1)
