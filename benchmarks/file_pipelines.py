@@ -199,12 +199,17 @@ def time_epoch(batches, device: torch.device) -> tuple[float, int]:
 def measure(pipelines: dict[str, tuple], args: argparse.Namespace) -> dict[str, dict]:
     """Epochs of the pipelines in turn: images/s, CPU ms per image, peak PSS of each."""
     device = torch.device(args.device)
-    found = {name: {"rates": [], "cpu_ms": [], "main": 0.0, "workers": 0.0} for name in pipelines}
+    found = {
+        name: {"rates": [], "cpu_ms": [], "main": 0.0, "workers": 0.0, "gpu": None}
+        for name in pipelines
+    }
     for epoch in range(args.epochs + 1):  # epoch 0 starts the workers and warms the page cache
         for name, (loader, _, pids) in pipelines.items():
             if hasattr(loader, "sampler") and hasattr(loader.sampler, "set_epoch"):
                 loader.sampler.set_epoch(epoch)
             processes = [os.getpid(), *pids()]
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
             cpu_before = sum(cpu_seconds(pid) for pid in processes)
             with PeakMemory(pids) as memory:
                 seconds, count = time_epoch(loader, device)
@@ -212,6 +217,9 @@ def measure(pipelines: dict[str, tuple], args: argparse.Namespace) -> dict[str, 
             record = found[name]
             record["main"] = max(record["main"], memory.main)
             record["workers"] = max(record["workers"], memory.workers)
+            if device.type == "cuda":
+                gpu = torch.cuda.max_memory_allocated(device) / 2**20
+                record["gpu"] = max(record["gpu"] or 0.0, gpu)
             if epoch:
                 record["rates"].append(count / seconds)
                 record["cpu_ms"].append(cpu / count * 1e3)
@@ -223,15 +231,16 @@ def print_table(pipelines: dict[str, tuple], found: dict[str, dict]) -> None:
     cpu = {name: statistics.median(r["cpu_ms"]) for name, r in found.items()}
     print(
         f"\n| pipeline ({RECIPE}) | images/s | ratio | CPU ms/image | CPU ratio | "
-        "peak PSS main MiB | peak PSS workers MiB |"
+        "peak PSS main MiB | peak PSS workers MiB | GPU peak MiB |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, (_, label, _) in pipelines.items():
         record = found[name]
         print(
             f"| {label} | {rate[name]:,.0f} | {rate[name] / rate['torchvision']:.2f}× | "
             f"{cpu[name]:.2f} | {cpu['torchvision'] / cpu[name]:.2f}× | "
-            f"{record['main']:,.0f} | {record['workers']:,.0f} |"
+            f"{record['main']:,.0f} | {record['workers']:,.0f} | "
+            f"{'—' if record['gpu'] is None else format(record['gpu'], ',.0f')} |"
         )
     for name in pipelines:
         if name == "torchvision":
