@@ -7,16 +7,18 @@ each one against the installed packages, so an upgrade that changes one fails on
 instead of a training run. Tested versions: :data:`TESTED_LIGHTNING` and
 :data:`TESTED_TORCHMETRICS` (also in ``pyproject.toml`` and the README).
 
-Outside this module, ``ltlight/cli.py`` overrides two LightningCLI hooks that are not public API
-(``_parse_ckpt_path`` and ``SaveConfigCallback``'s ``setup``/``already_saved``); being method
-overrides they stay there, and ``tests/test_lightning_internals.py`` checks those assumptions too.
+The two LightningCLI hooks the command overrides live here too, as small base classes:
+:class:`CheckpointArgumentsHook` (the step between parsing and instantiating) and
+:class:`SaveConfigWhenAsked` (a config callback that does not write in ``setup``).
 """
 
+import argparse
 import signal
 from collections.abc import Callable
 from types import FrameType
 
 import lightning as L
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from torch.optim.lr_scheduler import LRScheduler
 from torchmetrics import Metric
 
@@ -93,3 +95,66 @@ def remember_last_lr(scheduler: LRScheduler) -> None:
     length is known) sets it here, so Lightning's ``LearningRateMonitor`` logs the real rate.
     """
     scheduler._last_lr = [group["lr"] for group in scheduler.optimizer.param_groups]
+
+
+# -- the command line (ltlight.cli) ----------------------------------------------------------
+
+
+def set_default_root_dir(trainer: L.Trainer, path: str) -> None:
+    """Make ``trainer.default_root_dir`` return ``path`` (the ``Trainer`` gives no setter).
+
+    Assumption: the read-only property ``Trainer.default_root_dir`` returns
+    ``trainer._default_root_dir`` (normalised), which the constructor stores.
+    """
+    trainer._default_root_dir = path
+
+
+def option_strings(parser: argparse.ArgumentParser) -> list[str]:
+    """Every option string ``parser`` accepts (``--trainer.max_epochs``, ``-c``, ...).
+
+    Assumption: argparse (and jsonargparse's parser, its subclass) keeps them as the keys of
+    ``parser._option_string_actions``.
+    """
+    return list(parser._option_string_actions)
+
+
+def subcommand_parser(cli: LightningCLI, subcommand: str | None) -> LightningArgumentParser:
+    """The parser of ``subcommand`` (``fit``, ...); ``None``: the main parser.
+
+    Assumption: ``LightningCLI._parser(subcommand)`` returns it.
+    """
+    return cli._parser(subcommand)
+
+
+class CheckpointArgumentsHook(LightningCLI):
+    """LightningCLI whose step between parsing and instantiating is :meth:`after_parsing`.
+
+    Assumption: ``LightningCLI.__init__`` calls ``self._parse_ckpt_path()`` once, after
+    ``parse_arguments`` has set ``self.config`` and before ``before_instantiate_classes``; and
+    Lightning's own version replaces the config's model arguments with the hyper-parameters saved
+    in the checkpoint of ``--ckpt_path`` (what :meth:`model_arguments_from_checkpoint` does).
+    """
+
+    def _parse_ckpt_path(self) -> None:
+        self.after_parsing()
+
+    def after_parsing(self) -> None:
+        """Lightning's behaviour; a subclass decides what ``--ckpt_path`` means here."""
+        self.model_arguments_from_checkpoint()
+
+    def model_arguments_from_checkpoint(self) -> None:
+        """Take the model's arguments from the checkpoint of ``--ckpt_path`` (Lightning's way)."""
+        LightningCLI._parse_ckpt_path(self)
+
+
+class SaveConfigWhenAsked(SaveConfigCallback):
+    """A LightningCLI config callback that writes nothing in ``setup``: a subclass saves the
+    config (``self.parser.save(self.config, ...)``) when it chooses and sets ``already_saved``.
+
+    Assumption: Lightning's config callback writes the config in its ``setup`` hook and in no
+    other hook, keeps the parser and the parsed config as ``parser`` and ``config``, and skips
+    writing once ``already_saved`` is true.
+    """
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self.stage = stage

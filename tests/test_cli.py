@@ -1,5 +1,7 @@
 """The `ltlight` command: configs, the quick start as a user runs it, and bad command lines."""
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -7,20 +9,19 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from ltlight import LongTailModule
 from ltlight.cli import LongTailCLI, condense_error, main
+from ltlight.cli.configs import available_methods, composed_files
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_PARTS = {"trainer", "data", "backbone", "backbone_normed", "lr_scheduler", "optimizer"}
-SHARED_PARTS |= {"trainer_val", "trainer_stage2", "data_val"}
 #: Stage-2 configs of decoupled training: they need a stage-1 checkpoint (init_weights).
 STAGE2 = {"crt", "lws", "mislas_stage2"}
-METHOD_CONFIGS = sorted(
-    p for p in (ROOT / "configs").glob("*/*.yaml") if p.stem not in SHARED_PARTS
-)
-METHODS = sorted({p.stem for p in METHOD_CONFIGS})
-DATASETS = sorted({p.parent.name for p in METHOD_CONFIGS})
+DATASETS = sorted(p.parent.name for p in (ROOT / "configs").glob("*/dataset.yaml"))
+METHODS = available_methods(ROOT / "configs" / "methods")
+#: Every (dataset, method) pair, named as the user names it: configs/<dataset>/<method>.yaml.
+METHOD_CONFIGS = [ROOT / "configs" / d / f"{m}.yaml" for d in DATASETS for m in METHODS]
 QUICK_START = ROOT / "configs" / "digits_lt" / "ldam_drw.yaml"
 FIXTURE = {"cifar10_lt": "cifar10_dir", "cifar100_lt": "cifar100_dir"}
 FIXTURE["fashion_mnist_lt"] = "fashion_mnist_dir"
@@ -48,8 +49,10 @@ def test_every_dataset_has_every_method():
     expected |= {"logit_adjusted", "balanced_softmax", "tailr", "tailr_schedule", "ghm"}
     expected |= {"ce_posthoc_la", "ce_tau_norm", "ce_stage1", "mislas_stage1", *STAGE2}
     assert set(METHODS) == expected
-    for dataset in DATASETS:
-        assert {p.stem for p in METHOD_CONFIGS if p.parent.name == dataset} == expected
+    for config in METHOD_CONFIGS:  # each composes from its dataset's recipe and its method
+        files = composed_files(config)
+        assert files is not None and files[0] == config.parent / "dataset.yaml", config
+        assert files[1].stem == config.stem and "methods" in files[1].parts, files
 
 
 def cli_args(config, request, *extra):
@@ -120,6 +123,45 @@ def test_print_config_round_trips(tmp_path, capsys):
         main(["fit", "--config", str(tmp_path / "printed.yaml"), "--print_config"])
     assert capsys.readouterr().out == printed
     assert "ltlight.losses.LDAMLoss" in printed and "DeferredReweighting" in printed
+
+
+def resolved(config, *extra):
+    """What ``ltlight fit --config CONFIG --print_config`` prints, as a dict."""
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output), pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(config), *extra, "--print_config"])
+    assert exit_info.value.code in (0, None)
+    return yaml.safe_load(output.getvalue())
+
+
+def test_a_method_is_composed_onto_its_datasets_recipe():
+    ldam = resolved(ROOT / "configs" / "cifar100_lt" / "ldam_drw.yaml")
+    backbone = ldam["model"]["init_args"]["backbone"]  # the method's cosine head, merged
+    assert backbone["class_path"] == "ltlight.models.resnet32"
+    assert backbone["init_args"]["num_classes"] == 100 and backbone["init_args"]["normed"]
+    assert ldam["model"]["init_args"]["loss"]["class_path"] == "ltlight.losses.LDAMLoss"
+    assert ldam["trainer"]["max_epochs"] == 200 and ldam["data"]["init_args"]["val_per_class"] == 0
+    crt = resolved(ROOT / "configs" / "digits_lt" / "crt.yaml")  # + digits' validation split
+    assert crt["data"]["init_args"]["val_per_class"] == 10 and crt["trainer"]["max_epochs"] == 10
+    schedule = crt["model"]["init_args"]["lr_scheduler"]
+    assert schedule["class_path"] == "ltlight.optim.WarmupCosineLR"
+    assert schedule["init_args"]["warmup_epochs"] == 0  # not digits' 2 for WarmupMultiStepLR
+    mislas = resolved(ROOT / "configs" / "cifar10_lt" / "mislas_stage2.yaml")  # adjusted last
+    (retraining,) = mislas["model"]["init_args"]["callbacks"]
+    assert retraining["init_args"]["classifier_lr_factor"] == 0.5
+    assert retraining["init_args"]["shifted_bn"] is False and retraining["init_args"]["learn_scale"]
+    assert mislas["model"]["init_args"]["loss"]["init_args"]["head"] == 0.3
+    # the command line still has the last word
+    assert resolved(QUICK_START, "--trainer.max_epochs=3")["trainer"]["max_epochs"] == 3
+
+
+def test_an_unknown_method_is_one_line_listing_the_methods(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(ROOT / "configs" / "digits_lt" / "ldam_drv.yaml")])
+    assert exit_info.value.code == 2
+    line = capsys.readouterr().err.strip().splitlines()[0]
+    assert "'ldam_drv' of digits_lt, which does not exist" in line
+    assert "the methods are: balanced_softmax, cb_focal, ce," in line and "ldam_drw" in line
 
 
 def run_ltlight(*args, cwd, timeout=600):

@@ -56,7 +56,7 @@ def test_streamed_batches_equal_the_file_batches(converted, tmp_path):
 
 def test_convert_refuses_to_overwrite_and_the_command_line_converts(image_folder_dir, tmp_path):
     args = [
-        "--data", str(ROOT / "configs" / "folder" / "data.yaml"), "--data.init_args.test=null",
+        "--data", str(ROOT / "configs" / "folder" / "dataset.yaml"), "--data.init_args.test=null",
         "--data.init_args.val_per_class=0",
         f"--data.init_args.train={image_folder_dir}/train", "--data.init_args.num_workers=0",
         f"--output_dir={tmp_path / 'out'}",

@@ -1,9 +1,10 @@
 """One test per assumption ltlight makes about private Lightning / torchmetrics behaviour.
 
-Everything private lives in ``ltlight/_lightning_internals.py`` (and two LightningCLI overrides in
-``ltlight/cli.py``); an upgrade that changes one of these fails exactly one test here.
+Everything private lives in ``ltlight/_lightning_internals.py``; an upgrade that changes one of
+these fails exactly one test here.
 """
 
+import argparse
 import re
 from pathlib import Path
 
@@ -11,7 +12,9 @@ import lightning as L
 import pytest
 import torch
 import torchmetrics
-from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+from jsonargparse import ArgumentParser
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from ltlight import LongTailModule, _lightning_internals
@@ -30,6 +33,11 @@ PRIVATE = [
     r"\._trainer\b",
     r"_signal_connector",
     r"received_sigterm\s*=",
+    r"\._parser\(",
+    r"_option_string_actions",
+    r"_parse_ckpt_path",
+    r"\bSaveConfigCallback\b",
+    r"\._default_root_dir\b",
     r"\._last_lr\b",
 ]
 
@@ -167,24 +175,110 @@ def test_setting_the_sigterm_flag_stops_fit_after_the_current_batch():
     assert trainer.global_step == 4 and trainer.received_sigterm
 
 
-def test_lightning_cli_has_the_hooks_ltlight_overrides(tmp_path):
-    # ltlight/cli.py overrides LightningCLI._parse_ckpt_path (called while parsing) and relies on
-    # SaveConfigCallback's parser, config and already_saved attributes.
-    assert callable(getattr(LightningCLI, "_parse_ckpt_path", None))
-    assert callable(getattr(LightningCLI, "_parser", None))
-    called = []
+def test_trainer_default_root_dir_is_the_value_it_stores(tmp_path):
+    trainer = L.Trainer(default_root_dir=tmp_path / "a", logger=False, enable_progress_bar=False)
+    assert trainer.default_root_dir == str(tmp_path / "a")
+    _lightning_internals.set_default_root_dir(trainer, str(tmp_path / "b"))
+    assert trainer.default_root_dir == str(tmp_path / "b")
 
-    class Probe(LongTailCLI):
-        def _parse_ckpt_path(self) -> None:
-            called.append(True)
-            super()._parse_ckpt_path()
 
+def test_argparse_keeps_every_option_string():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--max_epochs", type=int)
+    assert set(_lightning_internals.option_strings(parser)) == {"-h", "--help", "--max_epochs"}
+    lightning_parser = LightningArgumentParser()
+    lightning_parser.add_argument("--trainer.max_epochs", type=int)
+    assert "--trainer.max_epochs" in _lightning_internals.option_strings(lightning_parser)
+
+
+class Stop(Exception):
+    """Raised by a probe CLI before it instantiates anything."""
+
+
+def cli_until_instantiation(cli_class, *args, **kwargs):
+    """Run ``cli_class``'s parsing and stop before it builds any class: the stopped CLI."""
+    seen = {}
+
+    class Probe(cli_class):
+        def before_instantiate_classes(self) -> None:
+            seen["cli"] = self
+            raise Stop
+
+    with pytest.raises(Stop):
+        Probe(*args, **kwargs)
+    return seen["cli"]
+
+
+def test_lightning_cli_gives_the_parser_of_a_subcommand(tmp_path):
     config = ROOT / "configs" / "digits_lt" / "ce.yaml"
-    Probe(args=["--config", str(config), f"--trainer.default_root_dir={tmp_path}"], run=False)
-    assert called == [True]
-    callback = SaveConfigCallback(parser=None, config=None)
+    args = ["fit", "--config", str(config), f"--trainer.default_root_dir={tmp_path}"]
+    cli = cli_until_instantiation(LongTailCLI, args=args)
+    assert callable(getattr(LightningCLI, "_parser", None))
+    fit = _lightning_internals.subcommand_parser(cli, "fit")
+    assert fit is not cli.parser and _lightning_internals.subcommand_parser(cli, None) is cli.parser
+    assert "--trainer.max_epochs" in _lightning_internals.option_strings(fit)
+    assert "max_epochs: 40" in fit.dump(cli.config["fit"])  # it reads the subcommand's section
+
+
+def test_lightning_cli_calls_the_checkpoint_hook_once_between_parsing_and_instantiating(tmp_path):
+    assert callable(getattr(LightningCLI, "_parse_ckpt_path", None))
+    calls = []
+
+    class Probe(_lightning_internals.CheckpointArgumentsHook):
+        def parse_arguments(self, parser, args) -> None:
+            super().parse_arguments(parser, args)
+            calls.append("parse_arguments")
+
+        def after_parsing(self) -> None:
+            calls.append(("after_parsing", self.config is not None))
+            super().after_parsing()
+
+    config = ROOT / "configs" / "digits_lt" / "dataset.yaml"  # Lightning's own parsing
+    args = ["--config", str(config), f"--trainer.default_root_dir={tmp_path}"]
+    cli_until_instantiation(
+        Probe, LongTailModule, L.LightningDataModule, subclass_mode_model=True,
+        subclass_mode_data=True, args=args, run=False,
+    )  # fmt: skip
+    assert calls == ["parse_arguments", ("after_parsing", True)]
+
+
+def test_lightning_takes_the_model_arguments_from_the_checkpoint(tmp_path):
+    checkpoint = tmp_path / "model.ckpt"
+    hparams = {
+        "_class_path": "ltlight.LongTailModule",
+        "backbone": {"class_path": "ltlight.models.DigitsNet"},
+        "loss": {"class_path": "ltlight.losses.LDAMLoss"},
+    }
+    torch.save({"state_dict": {}, "hyper_parameters": hparams}, checkpoint)
+    config = ROOT / "configs" / "digits_lt" / "dataset.yaml"
+    args = ["validate", "--config", str(config), f"--ckpt_path={checkpoint}"]
+    cli = cli_until_instantiation(
+        _lightning_internals.CheckpointArgumentsHook, LongTailModule, L.LightningDataModule,
+        subclass_mode_model=True, subclass_mode_data=True, args=args,
+    )  # fmt: skip
+    assert "LDAMLoss" in str(cli.config["validate"]["model"])  # the config: the default loss
+
+
+def test_lightning_config_callback_writes_in_setup_only(tmp_path):
+    parser = ArgumentParser()
+    parser.add_argument("--epochs", type=int, default=3)
+    config = parser.parse_args([])
+    trainer = L.Trainer(default_root_dir=tmp_path, logger=False, enable_progress_bar=False)
+    module = LongTailModule(DigitsNet())
+    callback = SaveConfigCallback(parser, config)
     assert callback.already_saved is False
-    assert {"parser", "config"} <= set(vars(callback))
+    assert callback.parser is parser and callback.config is config
+    hooks = [name for name in vars(Callback) if name.startswith("on_") or name == "teardown"]
+    assert all(getattr(SaveConfigCallback, hook) is getattr(Callback, hook) for hook in hooks)
+    asked = _lightning_internals.SaveConfigWhenAsked(parser, config)
+    asked.setup(trainer, module, "fit")
+    assert not (tmp_path / "config.yaml").exists() and asked.stage == "fit"
+    callback.setup(trainer, module, "fit")
+    assert (tmp_path / "config.yaml").read_text() == "epochs: 3\n"
+    assert callback.already_saved is True
+    (tmp_path / "config.yaml").unlink()
+    callback.setup(trainer, module, "fit")  # saved once: not again
+    assert not (tmp_path / "config.yaml").exists()
 
 
 def test_torch_schedulers_report_the_rate_remembered_in_last_lr():

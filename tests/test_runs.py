@@ -20,12 +20,12 @@ import pytest
 import torch
 
 from ltlight import LongTailModule
-from ltlight.callbacks import PredictionWriter
-from ltlight.checkpoint_file import read_checkpoint
-from ltlight.cli import main
+from ltlight.callbacks import BestCheckpoint, PredictionWriter
+from ltlight.checkpoints import read_checkpoint
+from ltlight.cli import LongTailCLI, main
+from ltlight.cli.runs import config_differences, find_last_checkpoint, new_run_dir
 from ltlight.data import DigitsLTDataModule, ImageFolderLTDataModule
 from ltlight.models import DigitsNet, resnet32
-from ltlight.runs import config_differences, find_last_checkpoint, new_run_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs" / "digits_lt"
@@ -73,6 +73,22 @@ def test_a_run_writes_its_own_folder_with_the_last_epoch_as_last_ckpt(ce_run):
     assert checkpoint["epoch"] == 1 and checkpoint["global_step"] == 16
     assert "ltlight.losses.CrossEntropyLoss" in (run / "config.yaml").read_text()
     assert not (cwd / "runs" / "digits_lt" / "config.yaml").exists()
+
+
+@pytest.mark.parametrize("val_per_class", [0, 10])
+def test_the_best_epoch_is_kept_only_when_validation_is_not_the_test_split(val_per_class, tmp_path):
+    best = BestCheckpoint(dirpath=str(tmp_path))
+    trainer = L.Trainer(accelerator="cpu", max_epochs=2, limit_train_batches=2, logger=False,
+                        enable_progress_bar=False, enable_model_summary=False,
+                        callbacks=[best], default_root_dir=tmp_path)  # fmt: skip
+    data = DigitsLTDataModule(val_per_class=val_per_class)
+    trainer.fit(LongTailModule(DigitsNet()), datamodule=data)
+    assert best.validates_on_test == (val_per_class == 0)
+    if val_per_class == 0:  # selecting on the test split is not allowed: nothing saved
+        assert list(tmp_path.glob("*.ckpt")) == [] and best.best_model_path == ""
+    else:
+        assert [p.name for p in tmp_path.glob("*.ckpt")] == ["best.ckpt"]
+        assert float(best.best_model_score) <= float(trainer.callback_metrics["val/balanced_error"])
 
 
 def test_the_same_command_twice_makes_two_runs_and_resumes_neither(tmp_path):
@@ -375,6 +391,19 @@ def test_predictions_of_an_image_folder_name_each_file_and_class(image_folder_di
     # the file's folder is its class; names come from the datamodule
     assert [r["label_name"] for r in rows] == [Path(p).parent.name for p in test.paths]
     assert {r["predicted_name"] for r in rows} <= set(data.class_names)
+
+
+@pytest.mark.parametrize("rank", ["LOCAL_RANK", "RANK", "NODE_RANK"])
+def test_a_process_of_another_rank_than_zero_creates_no_run_folder(rank, tmp_path, monkeypatch):
+    """Under DDP only rank 0 creates the timed folder; the others take it at set-up."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(rank, "1")
+    cli = LongTailCLI(args=["--config", str(CONFIGS / "ce.yaml"), *QUIET], run=False)
+    assert cli.run_dir.parent == Path("runs", "digits_lt", "ce")
+    assert not (tmp_path / "runs").exists()
+    monkeypatch.setenv(rank, "0")
+    cli = LongTailCLI(args=["--config", str(CONFIGS / "ce.yaml"), *QUIET], run=False)
+    assert cli.run_dir.is_dir()
 
 
 def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path):

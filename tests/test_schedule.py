@@ -58,7 +58,7 @@ def test_max_epochs_on_the_command_line_moves_the_whole_schedule_of_a_config(met
 
 
 def test_every_config_gives_its_schedule_as_fractions_of_the_run():
-    for path in sorted(CONFIGS.glob("*/*.yaml")):
+    for path in sorted(CONFIGS.rglob("*.yaml")):
         for line in path.read_text().splitlines():
             key, _, value = line.partition(":")
             if key.strip() in ("start_epoch", "end_epoch") and value.strip() != "0":

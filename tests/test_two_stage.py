@@ -284,7 +284,7 @@ def test_mixup_loss_is_the_mixed_loss_of_both_targets():
 def test_two_stage_run_from_yaml(tmp_path, monkeypatch):
     from pathlib import Path
 
-    from ltlight.two_stage import run
+    from ltlight.cli.two_stage import run
 
     configs = Path(__file__).resolve().parents[1] / "configs" / "digits_lt"
     monkeypatch.chdir(tmp_path)

@@ -1,8 +1,9 @@
 """Callbacks: epoch switches (DRW, DRS, TaiLr's γ, decoupled classifier retraining), post-hoc
 calibration (temperature, logit adjustment, τ-normalisation), run safety (the checkpoint an
 interrupted run resumes from, a stop on a non-finite loss, the RNG states), the per-class report,
-the prediction writer."""
+the prediction writer, the best epoch on a validation split."""
 
+from ltlight.callbacks.best_checkpoint import BestCheckpoint
 from ltlight.callbacks.epoch_switches.classifier_retraining import ClassifierRetraining
 from ltlight.callbacks.epoch_switches.deferred_resampling import DeferredResampling
 from ltlight.callbacks.epoch_switches.deferred_reweighting import DeferredReweighting
@@ -17,6 +18,7 @@ from ltlight.callbacks.run_safety.interrupt_checkpoint import InterruptCheckpoin
 from ltlight.callbacks.run_safety.rng_state import RNGState
 
 __all__ = [
+    "BestCheckpoint",
     "ClassifierRetraining",
     "DeferredResampling",
     "DeferredReweighting",

@@ -1,17 +1,21 @@
-"""PredictionWriter: ``trainer.predict`` → one CSV row per image, written batch by batch.
+"""PredictionWriter: ``trainer.predict`` → one CSV row per image, in the predict split's order.
 
 ``ltlight predict --config C --ckpt_path P`` adds one and writes ``predictions.csv`` in the run's
-folder. Columns: ``index`` (position in the predict loader's order), ``file`` (when the
+folder. Columns: ``index`` (the image's position in the predict split), ``file`` (when the
 datamodule lists the predicted files in ``predict_files``), ``label`` and ``label_name`` (when
 the batch carries targets), ``predicted``, ``predicted_name``, ``confidence`` (its probability),
 ``top5_classes`` and ``top5_probabilities`` (space-separated, most probable first). The
 probabilities are :meth:`~ltlight.LongTailModule.predict_proba`'s, so a fitted temperature or
 logit adjustment is applied.
+
+Under DDP each rank predicts its own shard of the split; the rows of every rank are gathered on
+rank 0, which writes the one file, in the split's order: the same file, row for row, as one
+process writes.
 """
 
 import csv
-import io
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +32,15 @@ class PredictionWriter(BasePredictionWriter):
 
     Args:
         path: the CSV file (its folder is created); ``None``:
-            ``<trainer.default_root_dir>/predictions.csv``. With several processes each rank
-            writes ``predictions.rank<R>.csv``.
+            ``<trainer.default_root_dir>/predictions.csv``. With several processes rank 0 writes
+            it, with the rows of every rank.
         top_k: how many classes the ``top<k>_*`` columns list (>= 1; at most the class count).
 
     The module's ``predict_step`` must return probabilities ``(N, C)``, as
-    :class:`~ltlight.LongTailModule`'s does.
+    :class:`~ltlight.LongTailModule`'s does. Each row's ``index`` is the image's position in
+    the predict split: given by Lightning for a torch ``DataLoader``, else read from the
+    loader's ``sampler.indices()`` (ltlight's loaders: this rank's positions, in order), else
+    counted (one process only).
 
     Example:
         >>> writer = PredictionWriter("predictions.csv", top_k=3)
@@ -45,21 +52,20 @@ class PredictionWriter(BasePredictionWriter):
             raise ValueError(f"top_k must be an integer >= 1, got {top_k!r}")
         self.path = path
         self.top_k = top_k
+        #: Rows written to :attr:`written_to` (on rank 0: every rank's).
         self.rows = 0
         self.written_to: Path | None = None
-        self._file: io.TextIOWrapper | None = None
-        self._writer: Any = None
+        self._header: list[str] | None = None
+        self._predicted: list[tuple[tuple[int, int], list[Any]]] = []
+        self._positions: dict[int, int] = {}
         self._names: list[str] | None = None
         self._files: list[str] | None = None
 
     def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        path = Path(self.path or os.path.join(trainer.default_root_dir, "predictions.csv"))
-        if trainer.world_size > 1:
-            path = path.with_suffix(f".rank{trainer.global_rank}{path.suffix}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.written_to, self.rows = path, 0
-        self._file = open(path, "w", newline="")  # noqa: SIM115 - closed at on_predict_end
-        self._writer = None
+        self.written_to = Path(
+            self.path or os.path.join(trainer.default_root_dir, "predictions.csv")
+        )
+        self.rows, self._header, self._predicted, self._positions = 0, None, [], {}
         datamodule = getattr(trainer, "datamodule", None)
         preprocessing = getattr(pl_module, "preprocessing", None)
         names = getattr(preprocessing, "class_names", None) or getattr(
@@ -74,7 +80,7 @@ class PredictionWriter(BasePredictionWriter):
         trainer: L.Trainer,
         pl_module: L.LightningModule,
         prediction: Any,
-        batch_indices: Any,
+        batch_indices: Sequence[int] | None,
         batch: Any,
         batch_idx: int,
         dataloader_idx: int = 0,
@@ -89,15 +95,13 @@ class PredictionWriter(BasePredictionWriter):
         target = target.cpu().tolist() if isinstance(target, Tensor) else None
         k = min(self.top_k, probs.shape[1])
         top_p, top_c = torch.topk(probs, k, dim=1)
-        if self._writer is None:
+        if self._header is None:
             header = ["index"] + (["file"] if self._files is not None else [])
             header += ["label", "label_name"] if target is not None else []
             header += ["predicted", "predicted_name", "confidence"]
-            header += [f"top{k}_classes", f"top{k}_probabilities"]
-            self._writer = csv.writer(self._file)
-            self._writer.writerow(header)
-        for row in range(probs.shape[0]):
-            index = self.rows
+            self._header = [*header, f"top{k}_classes", f"top{k}_probabilities"]
+        indices = self._split_indices(trainer, batch_indices, probs.shape[0], dataloader_idx)
+        for row, index in enumerate(indices):
             values: list[Any] = [index]
             if self._files is not None:
                 values.append(self._files[index] if index < len(self._files) else "")
@@ -107,18 +111,55 @@ class PredictionWriter(BasePredictionWriter):
             values += [best, class_name(self._names, best), f"{float(top_p[row, 0]):.6f}"]
             values.append(" ".join(str(int(c)) for c in top_c[row]))
             values.append(" ".join(f"{float(p):.6f}" for p in top_p[row]))
-            self._writer.writerow(values)
-            self.rows += 1
+            self._predicted.append(((dataloader_idx, index), values))
+
+    def _split_indices(
+        self, trainer: L.Trainer, given: Sequence[int] | None, rows: int, dataloader_idx: int
+    ) -> list[int]:
+        """The positions in the predict split of a batch's ``rows`` images."""
+        start = self._positions.get(dataloader_idx, 0)
+        self._positions[dataloader_idx] = start + rows
+        if given is not None and len(given) == rows:  # Lightning's, for a torch DataLoader
+            return [int(index) for index in given]
+        sampler = getattr(_predict_loader(trainer, dataloader_idx), "sampler", None)
+        if callable(getattr(sampler, "indices", None)):  # ltlight's loaders: this rank's shard
+            return sampler.indices()[start : start + rows].tolist()
+        if trainer.world_size > 1:
+            raise RuntimeError(
+                "PredictionWriter under DDP needs each image's position in the predict split: "
+                "give a torch DataLoader, or a loader whose sampler has indices() (as ltlight's)"
+            )
+        return list(range(start, start + rows))
 
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._close()
+        header, predicted = self._header, self._predicted
+        if trainer.world_size > 1:
+            every_rank = [None] * trainer.world_size if trainer.is_global_zero else None
+            torch.distributed.gather_object((header, predicted), every_rank, dst=0)
+            if every_rank is not None:
+                header = next((h for h, _ in every_rank if h is not None), None)
+                predicted = [row for _, rows in every_rank for row in rows]
+        if trainer.is_global_zero:
+            self.rows = self._write(header, predicted)
+        self._predicted = []
 
-    def on_exception(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
-    ) -> None:
-        self._close()
+    def _write(self, header: list[str] | None, predicted: list[tuple[Any, list[Any]]]) -> int:
+        """Write the rows in the split's order (each image once); the number of rows."""
+        rows = dict(sorted(predicted, key=lambda item: item[0]))  # a padded shard repeats one
+        assert self.written_to is not None
+        self.written_to.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.written_to, "w", newline="") as file:
+            writer = csv.writer(file)
+            if header is not None:
+                writer.writerow(header)
+            writer.writerows(rows.values())
+        return len(rows)
 
-    def _close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+
+def _predict_loader(trainer: L.Trainer, dataloader_idx: int) -> Any:
+    loaders = trainer.predict_dataloaders
+    if isinstance(loaders, Mapping):
+        loaders = list(loaders.values())
+    if isinstance(loaders, Sequence):
+        return loaders[dataloader_idx]
+    return loaders

@@ -18,7 +18,7 @@ every chunk of a rank's shard in random order, which the cache absorbs when it h
 
 Needs the optional extra: ``pip install 'ltlight[stream]'``. Convert from the command line::
 
-    python -m ltlight.data.files.streaming --data configs/imagenet_lt/data.yaml \\
+    python -m ltlight.data.files.streaming --data configs/imagenet_lt/dataset.yaml \\
         --output_dir /shared/imagenet_lt_litdata [--num_workers 8] [--chunk_bytes 256MB]
 """
 
@@ -27,6 +27,8 @@ import multiprocessing
 import os
 import sys
 from typing import Any
+
+import yaml
 
 from ltlight.checks import check_integer
 from ltlight.data.files.datamodule import FileLongTailDataModule
@@ -231,7 +233,7 @@ class StreamingLTDataModule(FileLongTailDataModule):
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m ltlight.data.files.streaming --data <datamodule config> --output_dir <dir>``."""
+    """``python -m ltlight.data.files.streaming --data <dataset.yaml> --output_dir <folder>``."""
     from jsonargparse import ArgumentParser
 
     parser = ArgumentParser(description="Convert a file datamodule to LitData's format.")
@@ -241,9 +243,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--chunk_bytes", type=str, default="64MB")
     argv = list(sys.argv[1:] if argv is None else argv)
     for i, value in enumerate(argv[:-1]):
-        if value == "--data" and os.path.isfile(argv[i + 1]):  # a data.yaml of the configs
+        if value == "--data" and os.path.isfile(argv[i + 1]):  # a dataset's recipe in configs/
             with open(argv[i + 1]) as f:
-                argv[i + 1] = f.read()
+                config = yaml.safe_load(f)
+            argv[i + 1] = yaml.safe_dump(config if "class_path" in config else config["data"])
     config = parser.instantiate_classes(parser.parse_args(argv))
     metadata = convert(config.data, config.output_dir, config.num_workers, config.chunk_bytes)
     sizes = ", ".join(f"{split} {len(labels)}" for split, labels in metadata["labels"].items())
