@@ -4,6 +4,7 @@ decodes a large crop at reduced size), the same order, shards, resume and bad-fi
 
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -196,6 +197,24 @@ def test_without_the_extra_the_datamodule_says_what_to_install(folder, monkeypat
     with pytest.raises(ImportError, match=r"^decoder='dali' needs NVIDIA DALI: pip install") as e:
         ImageFolderLTDataModule(train=folder, decoder="dali")
     assert "ltlight[dali]" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_without_the_extra_ltlight_fit_stops_with_one_line_saying_what_to_install(
+    folder, monkeypatch, tmp_path, capsys
+):
+    from ltlight.cli import main
+
+    monkeypatch.setitem(sys.modules, "nvidia.dali", None)
+    monkeypatch.chdir(tmp_path)
+    config = Path(__file__).resolve().parents[1] / "configs" / "folder" / "ce.yaml"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(config), f"--data.init_args.train={folder}",
+              "--data.init_args.decoder=dali", "--trainer.logger=false"])  # fmt: skip
+    assert exit_info.value.code == 2
+    message = capsys.readouterr().err.strip().splitlines()
+    assert any(
+        "decoder='dali' needs NVIDIA DALI: pip install 'ltlight[dali]'" in line for line in message
+    ), message
 
 
 def test_an_unknown_decoder_is_named_with_the_choices(folder):
