@@ -14,6 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint
+from test_resume import Crash, CrashAt
 from torch import nn
 
 from ltlight import LongTailModule
@@ -109,19 +110,6 @@ def test_a_backbone_that_cannot_compile_trains_eagerly_with_one_warning(tmp_path
 
 
 # -- compiled training ------------------------------------------------------------------------
-class Crash(Exception):
-    pass
-
-
-class CrashAt(L.Callback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if trainer.global_step == self.step:
-            raise Crash(f"crash at step {self.step}")
-
-
 @pytest.mark.slow  # compiles the training and the short last batch once: ~30 s on 2 cores
 def test_a_compiled_run_resumes_bit_exact_from_a_mid_epoch_crash_with_plain_checkpoints(tmp_path):
     uninterrupted = trained(tmp_path / "a", PlainNet, True, [ModelCheckpoint(save_top_k=0)])
