@@ -579,8 +579,7 @@ def fmt(value: float | None, spec: str = ".0f") -> str:
     return "—" if value is None else format(value, spec)
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--data-dir", default=None, help="a folder holding cifar-10-batches-py")
@@ -627,8 +626,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-batch", type=int, default=1000, help="ltlight's eval batch")
     parser.add_argument("--images", type=int, default=None, help="keep only this many (tests)")
     parser.add_argument("--worker", choices=list(WORKERS), help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser
 
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = make_parser().parse_args(argv)
     if args.worker:
         import warnings
 
@@ -646,7 +649,11 @@ def main(argv: list[str] | None = None) -> int:
         return paper_schedule_table(args, argv, policies[0])
     if args.compile_table:
         return compile_table(args, argv, policies[0])
+    return pipelines_table(args, argv, policies)
 
+
+def pipelines_table(args: argparse.Namespace, argv: list[str], policies: list[str]) -> int:
+    """ltlight against the official pipeline, ``--repeats`` alternating runs per policy."""
     results: dict[tuple[str, str], list[dict]] = {}
     for repeat in range(args.repeats):
         for policy in policies:
