@@ -5,7 +5,8 @@ resize and centre-crop: none of it lives in the network. A trained model called 
 would see uint8 pixels or the wrong size. :class:`~ltlight.LongTailModule` records the
 datamodule's preprocessing at set-up and writes it into its checkpoints, so
 ``LongTailModule.load_from_checkpoint(path).predict_images(uint8_images)`` prepares the images
-exactly as the evaluation loader did.
+exactly as the evaluation loader did. :class:`Normalize` is the one normalisation both loaders
+and :class:`Preprocessing` apply.
 """
 
 import math
@@ -18,6 +19,33 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ltlight.checks import check_integer
+
+
+class Normalize:
+    """uint8 (0..255) batch → float32 ``(x / 255 − mean) / std``, per channel, in one fused pass.
+
+    Args:
+        mean: per-channel mean of the [0, 1] images.
+        std: per-channel standard deviation, every value > 0.
+        device: where the constants live (the batches' device).
+    """
+
+    def __init__(
+        self, mean: Sequence[float], std: Sequence[float], device: torch.device | str = "cpu"
+    ) -> None:
+        if len(mean) != len(std):
+            raise ValueError(f"mean and std must have one value per channel, got {mean}, {std}")
+        if any(not s > 0 for s in std):
+            raise ValueError(f"std must be > 0 for every channel, got {list(std)}")
+        mean64 = torch.tensor(mean, dtype=torch.float64)
+        std64 = torch.tensor(std, dtype=torch.float64)
+        self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
+        # x · scale + shift with scale = 1 / (255 σ), shift = −μ / σ (computed in float64).
+        self.scale = (1.0 / (255.0 * std64)).float().view(1, -1, 1, 1).to(device)
+        self.shift = (-mean64 / std64).float().view(1, -1, 1, 1).to(device)
+
+    def __call__(self, images: Tensor) -> Tensor:
+        return torch.addcmul(self.shift, images, self.scale)  # uint8 promotes to float32
 
 
 @dataclass(frozen=True)
@@ -34,7 +62,7 @@ class Preprocessing:
 
     Example:
         >>> prep = Preprocessing(mean=(0.5,), std=(0.25,), image_size=4)
-        >>> prep(torch.full((1, 1, 8, 8), 255, dtype=torch.uint8))[0, 0, 0, 0].item()
+        >>> round(prep(torch.full((1, 1, 8, 8), 255, dtype=torch.uint8))[0, 0, 0, 0].item(), 6)
         2.0
     """
 
@@ -102,12 +130,10 @@ class Preprocessing:
             raise ValueError(
                 f"images must have shape (N, {channels}, H, W), got {tuple(images.shape)}"
             )
-        x = images.float() / 255.0
+        x = images.float()  # the uint8 scale 0..255: resizing is linear, Normalize divides
         if self.image_size is not None:
             x = self._resize(x)
-        mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
-        return (x - mean) / std
+        return Normalize(self.mean, self.std, device=x.device)(x)
 
     def _resize(self, x: Tensor) -> Tensor:
         size = self.image_size

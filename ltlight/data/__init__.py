@@ -14,12 +14,13 @@ from ltlight.data.profiles import (
     validation_indices,
 )
 from ltlight.data.sampling import EpochSampler
-from ltlight.data.tensor.augment import Normalize, crop_flip, random_crop_flip
+from ltlight.data.tensor.augment import crop_flip, random_crop_flip
 from ltlight.data.tensor.cifar import CIFAR10LTDataModule, CIFAR100LTDataModule
 from ltlight.data.tensor.datamodule import LongTailDataModule
 from ltlight.data.tensor.digits import DigitsLTDataModule
 from ltlight.data.tensor.fashion_mnist import FashionMNISTLTDataModule
 from ltlight.data.tensor.loader import DeviceDataLoader
+from ltlight.preprocessing import Normalize
 
 __all__ = [
     "PROFILES",

@@ -13,7 +13,7 @@ included.
 Lightning 2.6 also resumes every ``fit`` without ``ckpt_path`` from ``"last"`` as soon as an
 ``OnExceptionCheckpoint`` is configured (warning about it on every fresh run). So this callback is a
 plain :class:`~lightning.pytorch.callbacks.Checkpoint`: a new run never continues an old one by
-itself; ``ltlight fit ... --ckpt_path last`` finds this run's file (:mod:`ltlight.runs`). It:
+itself; ``ltlight fit ... --ckpt_path last`` finds this run's file (:mod:`ltlight.cli.runs`). It:
 
 * turns the first Ctrl-C during training into SIGTERM's path — the batch finishes, then the run
   stops with a checkpoint on a batch boundary; a second Ctrl-C interrupts at once;

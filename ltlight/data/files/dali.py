@@ -38,7 +38,7 @@ from torch import Tensor
 
 from ltlight.data.files.color_jitter import color_jitter_with
 from ltlight.data.files.dataset import EncodedImage, resize_and_flip
-from ltlight.data.tensor.augment import Normalize
+from ltlight.preprocessing import Normalize
 
 #: What ``pip`` installs for ``decoder="dali"``.
 INSTALL = "pip install 'ltlight[dali]' (or pip install nvidia-dali-cuda120)"

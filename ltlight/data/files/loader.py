@@ -40,7 +40,7 @@ from ltlight.data.sampling import (
     ResumableEpochLoader,
     derive_seed,
 )
-from ltlight.data.tensor.augment import Normalize
+from ltlight.preprocessing import Normalize
 
 #: The image decoders of the file datamodules (``decoder``): Pillow in worker processes, or DALI.
 DECODERS = ("pil", "dali")

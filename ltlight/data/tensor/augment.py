@@ -1,4 +1,4 @@
-"""Batch-level augmentation on the training device: random crop with zero padding, flip, normalise.
+"""Batch-level augmentation on the training device: random crop with zero padding and flip.
 
 The whole batch is transformed by a few tensor operations, with no per-sample Python and no PIL
 (the approach of Keller Jordan's ``airbench``). :func:`crop_flip` is the deterministic core: it
@@ -7,8 +7,6 @@ pads once and gathers every sample's window — flipped or not — through per-s
 seeds, so the random numbers are a pure function of that seed. The result equals torchvision's
 ``RandomCrop(size, padding=p) + RandomHorizontalFlip()`` applied sample by sample (zero fill).
 """
-
-from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -56,30 +54,3 @@ def random_crop_flip(
     else:
         mirror = torch.zeros(batch, dtype=torch.bool, device=device)
     return crop_flip(images, padding, top, left, mirror)
-
-
-class Normalize:
-    """uint8 (0..255) batch → float32 ``(x / 255 − mean) / std``, per channel, in one fused pass.
-
-    Args:
-        mean: per-channel mean of the [0, 1] images.
-        std: per-channel standard deviation, every value > 0.
-        device: where the constants live (the batches' device).
-    """
-
-    def __init__(
-        self, mean: Sequence[float], std: Sequence[float], device: torch.device | str = "cpu"
-    ) -> None:
-        if len(mean) != len(std):
-            raise ValueError(f"mean and std must have one value per channel, got {mean}, {std}")
-        if any(not s > 0 for s in std):
-            raise ValueError(f"std must be > 0 for every channel, got {list(std)}")
-        mean64 = torch.tensor(mean, dtype=torch.float64)
-        std64 = torch.tensor(std, dtype=torch.float64)
-        self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
-        # x · scale + shift with scale = 1 / (255 σ), shift = −μ / σ (computed in float64).
-        self.scale = (1.0 / (255.0 * std64)).float().view(1, -1, 1, 1).to(device)
-        self.shift = (-mean64 / std64).float().view(1, -1, 1, 1).to(device)
-
-    def __call__(self, images: Tensor) -> Tensor:
-        return torch.addcmul(self.shift, images, self.scale)  # uint8 promotes to float32

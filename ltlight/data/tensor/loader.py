@@ -14,7 +14,8 @@ import torch
 from torch import Tensor
 
 from ltlight.data.sampling import AUGMENT_STREAM, EpochSampler, ResumableEpochLoader
-from ltlight.data.tensor.augment import Normalize, random_crop_flip
+from ltlight.data.tensor.augment import random_crop_flip
+from ltlight.preprocessing import Normalize
 
 
 class DeviceDataLoader(ResumableEpochLoader):
