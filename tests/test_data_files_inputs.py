@@ -18,6 +18,7 @@ from ltlight.data import ImageFolderLTDataModule
 from ltlight.data.files.dataset import BadImageError, ImageFileDataset
 from ltlight.data.files.image_list import ImageList, read_csv, scan_image_folder
 from ltlight.data.files.image_modes import to_rgb
+from ltlight.data.files.loader import FileDataLoader
 
 
 def one_line_error(make, error, match):
@@ -236,3 +237,22 @@ def test_repeated_csv_rows_count_once_and_never_cross_into_validation(tmp_path, 
         assert counts == [3, 1]  # 4 and 2 distinct images, one of each carved
         train, val = data.splits["train"], data.splits["val"]
         assert not set(train.paths) & set(val.paths)
+
+
+def test_the_dali_decoder_reads_every_image_mode_as_pillow_does(tmp_path):
+    pytest.importorskip("nvidia.dali", reason="the dali extra is in the dev extra")
+    Image.new("RGBA", (40, 30), (255, 0, 0, 0)).save(tmp_path / "clear.png")
+    Image.fromarray(np.full((30, 40), 40000, dtype=np.uint16)).save(tmp_path / "deep.png")
+    write_jpeg(str(tmp_path / "photo.jpg"), (10, 20, 30), size=(40, 30))
+    paths = ["clear.png", "deep.png", "photo.jpg"]
+    images = ImageList(str(tmp_path), paths, torch.zeros(3, dtype=torch.int64), str(tmp_path))
+
+    def batch(decoder):
+        dataset = ImageFileDataset(images, train=False, size=8, resize=8)
+        loader = FileDataLoader(dataset, 4, mean=(0, 0, 0), std=(1 / 255,) * 3, decoder=decoder)
+        ((pixels, _),) = list(loader)
+        return pixels
+
+    dali = batch("dali")
+    assert torch.equal(dali, batch("pil"))
+    assert dali[0].unique().tolist() == [255.0]  # transparent: the white background
