@@ -2,7 +2,9 @@
 
 Training images get the recipe of Kang et al. (ICLR 2020) and the ImageNet-LT papers:
 ``RandomResizedCrop(224)`` (scale (0.08, 1), ratio (3/4, 4/3)) and a horizontal flip;
-evaluation images ``Resize(256)`` (shorter side) + ``CenterCrop(224)``. Colour jitter
+evaluation images ``Resize(256)`` (shorter side) + ``CenterCrop(224)``, or with ``five_crop``
+``Resize(224 + 24)`` + ``FiveCrop(224)`` (test-time ensembling; the item is then five crops).
+The resampling filter is ``interpolation`` (bilinear; bicubic for CLIP's weights). Colour jitter
 (:mod:`ltlight.data.files.color_jitter`) runs here too when training on the CPU — one affine map per
 image on its crop, cheap next to decoding — and on the whole batch on the GPU otherwise; workers
 hand over uint8 crops, and normalisation and the float conversion run on the training device.
@@ -34,6 +36,7 @@ from torch.utils.data import Dataset
 
 from ltlight.data.files.color_jitter import color_jitter
 from ltlight.data.files.image_list import ImageList
+from ltlight.preprocessing import FIVE_CROP_MARGIN, five_crops
 
 #: RandomResizedCrop's defaults (torchvision, and every ImageNet-LT recipe).
 CROP_SCALE = (0.08, 1.0)
@@ -103,6 +106,9 @@ class ImageFileDataset(Dataset):
             :func:`decode_batch_on_device` (``False``).
         skip_bad_images: return ``None`` as the image of a file that is missing or does not decode
             (the loader drops it and warns) instead of raising :class:`BadImageError`.
+        interpolation: the resampling filter, ``"bilinear"``, ``"bicubic"`` or ``"nearest"``.
+        five_crop: evaluation only: ``Resize(size + 24)`` + ``FiveCrop(size)``, the image a uint8
+            ``(5, 3, size, size)`` stack.
     """
 
     def __init__(
@@ -115,6 +121,8 @@ class ImageFileDataset(Dataset):
         decode_in_worker: bool = True,
         skip_bad_images: bool = False,
         color_jitter: float = 0.0,
+        interpolation: str = "bilinear",
+        five_crop: bool = False,
     ) -> None:
         self.images = images
         self.labels = images.labels
@@ -125,6 +133,8 @@ class ImageFileDataset(Dataset):
         self.decode_in_worker = decode_in_worker
         self.skip_bad_images = skip_bad_images
         self.color_jitter = color_jitter
+        self.interpolation = interpolation
+        self.five_crop = five_crop and not train
 
     def __len__(self) -> int:
         return len(self.images)
@@ -143,6 +153,8 @@ class ImageFileDataset(Dataset):
         if self.train:
             box = random_resized_crop_box(height, width, generator)
             flip = bool(torch.rand(1, generator=generator).item() < 0.5)
+        elif self.five_crop:
+            box, flip = (0, 0, height, width), False
         else:
             box, flip = center_crop_box(height, width, self.resize, self.size), False
         if not self.decode_in_worker:
@@ -166,12 +178,15 @@ class ImageFileDataset(Dataset):
     ) -> Tensor:
         top, left, h, w = box
         full_width, full_height = image.size
+        if self.five_crop:
+            # the shorter side must keep >= size + 24 pixels (the resize before the crops)
+            side = (self.size + FIVE_CROP_MARGIN) / min(h, w)
+            wanted = (math.ceil(full_width * side), math.ceil(full_height * side))
+        else:
+            wanted = (math.ceil(full_width * self.size / w), math.ceil(full_height * self.size / h))
         if self.draft and image.format == "JPEG":
-            # The smallest DCT scale at which the crop still has >= size pixels per side.
-            image.draft(
-                "RGB",
-                (math.ceil(full_width * self.size / w), math.ceil(full_height * self.size / h)),
-            )
+            # The smallest DCT scale at which the crop still has the pixels it is resized to.
+            image.draft("RGB", wanted)
         scale_x, scale_y = image.size[0] / full_width, image.size[1] / full_height
         top, left = round(top * scale_y), round(left * scale_x)
         h, w = max(1, round(h * scale_y)), max(1, round(w * scale_x))
@@ -179,14 +194,25 @@ class ImageFileDataset(Dataset):
             image = image.convert("RGB")
         region = image.crop((left, top, left + w, top + h))  # decodes, copies only the crop
         pixels = torch.from_numpy(np.array(region)).permute(2, 0, 1)  # CHW view, channels-last
-        crop = TF.resize(pixels, [self.size, self.size], antialias=True)
-        return crop.flip(-1).contiguous() if flip else crop.contiguous()
+        return crop_pixels(pixels, self.size, flip, self.interpolation, self.five_crop)
 
     def _bad(self, path: str, label: int, error: BaseException) -> tuple[None, int, str]:
         if self.skip_bad_images:
             return None, label, path
         reason = "does not exist" if isinstance(error, FileNotFoundError) else "does not decode"
         raise BadImageError(f"{path}: image {reason} ({error}); pass skip_bad_images=True to skip")
+
+
+def crop_pixels(
+    pixels: Tensor, size: int, flip: bool, interpolation: str, five_crop: bool
+) -> Tensor:
+    """A decoded crop box ``(3, h, w)`` → the uint8 network input: resized to ``size × size``
+    (flipped with ``flip``), or with ``five_crop`` the ``(5, 3, size, size)`` five crops."""
+    if five_crop:
+        return five_crops(pixels, size, interpolation).contiguous()
+    mode = TF.InterpolationMode(interpolation)
+    crop = TF.resize(pixels, [size, size], interpolation=mode, antialias=True)
+    return crop.flip(-1).contiguous() if flip else crop.contiguous()
 
 
 def collate(samples: list[tuple[Any, int, str]]) -> tuple[Any, Tensor, list[str]]:
@@ -205,11 +231,17 @@ def collate(samples: list[tuple[Any, int, str]]) -> tuple[Any, Tensor, list[str]
 
 
 def decode_batch_on_device(
-    encoded: list[tuple[Tensor, tuple[int, int, int, int], bool]], size: int, device: torch.device
+    encoded: list[tuple[Tensor, tuple[int, int, int, int], bool]],
+    size: int,
+    device: torch.device,
+    interpolation: str = "bilinear",
+    five_crop: bool = False,
 ) -> Tensor:
-    """Decode a batch of JPEG bytes on ``device`` (nvJPEG on a GPU) and crop / flip each image.
+    """Decode a batch of JPEG bytes on ``device`` (nvJPEG on a GPU) and crop / flip each image
+    (:func:`crop_pixels`).
 
-    Returns uint8 ``(B, 3, size, size)`` on ``device``.
+    Returns uint8 ``(B, 3, size, size)`` (``(B, 5, 3, size, size)`` with ``five_crop``) on
+    ``device``.
     """
     with warnings.catch_warnings():
         # torchvision 0.29 deprecates its decoders in favour of TorchCodec, which has no batched
@@ -222,9 +254,10 @@ def decode_batch_on_device(
         )
     crops = []
     for image, (_, (top, left, h, w), flip) in zip(decoded, encoded, strict=True):
-        crop = TF.resized_crop(image, top, left, h, w, [size, size], antialias=True)
-        crops.append(crop.flip(-1) if flip else crop)
-    return torch.stack(crops) if crops else torch.empty(0, 3, size, size, dtype=torch.uint8)
+        region = image[:, top : top + h, left : left + w]
+        crops.append(crop_pixels(region, size, flip, interpolation, five_crop))
+    shape = (0, 5, 3, size, size) if five_crop else (0, 3, size, size)
+    return torch.stack(crops) if crops else torch.empty(shape, dtype=torch.uint8)
 
 
 def missing_files(images: ImageList) -> list[int]:
