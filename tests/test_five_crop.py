@@ -2,7 +2,6 @@
 in the file datamodules' evaluation loaders and in ``predict_images``, and the module's mean of the
 five crops' logits; checked against torchvision's FiveCrop written out here."""
 
-import lightning as L
 import numpy as np
 import pytest
 import torch
@@ -11,6 +10,7 @@ import torchvision.transforms.v2 as T2
 from PIL import Image
 from torch import nn
 from torchvision.io import decode_image
+from trainers import quiet_trainer
 
 from ltlight import LongTailModule
 from ltlight.data import ImageFolderLTDataModule
@@ -121,9 +121,7 @@ def test_predict_with_five_crop_is_the_softmax_of_the_mean_torchvision_crop_logi
     torch.manual_seed(0)
     module = LongTailModule(TinyNet())
     data = datamodule(folder)
-    trainer = L.Trainer(
-        accelerator="cpu", logger=False, enable_progress_bar=False, default_root_dir=tmp_path
-    )
+    trainer = quiet_trainer(default_root_dir=tmp_path)
     probs = torch.cat(trainer.predict(module, datamodule=data))
     assert module.preprocessing.five_crop and module.preprocessing.image_size == SIZE
     normalize = T.Normalize(MEAN, STD)

@@ -3,7 +3,6 @@ and interpolation reach the file datamodules' loaders, the module's checkpoint a
 ``predict_images``; checked against timm's own ``create_transform`` and torchvision's weights'
 ``transforms()``."""
 
-import lightning as L
 import numpy as np
 import pytest
 import timm
@@ -13,6 +12,7 @@ import torchvision.transforms as T
 from PIL import Image
 from timm.data import create_transform, resolve_model_data_config
 from torch import nn
+from trainers import quiet_trainer
 
 from ltlight import LongTailModule
 from ltlight.data import ImageFolderLTDataModule
@@ -170,16 +170,7 @@ def test_a_plain_backbone_leaves_the_datamodule_as_typed(folder):
 
 
 def fit_one_step(module, data, tmp_path):
-    trainer = L.Trainer(
-        max_steps=1,
-        limit_val_batches=1,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=str(tmp_path),
-    )
+    trainer = quiet_trainer(max_steps=1, limit_val_batches=1, default_root_dir=str(tmp_path))
     trainer.fit(module, datamodule=data)
     return trainer
 
@@ -198,6 +189,13 @@ def test_fit_follows_the_weights_and_the_checkpoint_carries_them_to_predict_imag
 
     restored = LongTailModule.load_from_checkpoint(tmp_path / "run.ckpt", backbone=clip_style_vit())
     assert restored.preprocessing == prep
+    # `ltlight predict`'s path: a fresh datamodule, the checkpoint; the loader follows the weights
+    predictor = quiet_trainer(default_root_dir=str(tmp_path))
+    fresh = datamodule(folder)
+    predictor.predict(restored, datamodule=fresh, ckpt_path=tmp_path / "run.ckpt")
+    loader = predictor.predict_dataloaders
+    assert (loader.dataset.size, loader.dataset.interpolation) == (32, "bicubic")
+    assert loader.normalize.mean == CLIP_MEAN and restored.preprocessing == prep
     pixels = smooth_image(7, (61, 45))
     probs = restored.predict_images(torch.from_numpy(pixels).permute(2, 0, 1))
     timm_eval = create_transform(**resolve_model_data_config(clip_style_vit()), is_training=False)

@@ -5,12 +5,12 @@ normalised and mapped through the image projection's transpose, as LIFT's
 
 import json
 
-import lightning as L
 import open_clip
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from trainers import quiet_trainer
 
 from ltlight import LongTailModule
 from ltlight.callbacks import TextInitialisedClassifier
@@ -96,19 +96,9 @@ class NamedDigits(DigitsLTDataModule):
     class_names = tuple(DIGITS)
 
 
-def fit(module, data, tmp_path, **kwargs):
-    trainer = L.Trainer(
-        max_steps=1,
-        limit_val_batches=0,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=str(tmp_path),
-    )
-    trainer.fit(module, datamodule=data, **kwargs)
-    return trainer
+def fit(module, data, tmp_path):
+    trainer = quiet_trainer(max_steps=1, limit_val_batches=0, default_root_dir=str(tmp_path))
+    trainer.fit(module, datamodule=data)
 
 
 def test_fit_starts_from_the_datamodules_class_names_text_features(clip_weights, tmp_path):
