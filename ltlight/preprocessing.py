@@ -271,10 +271,11 @@ def weights_name(backbone: nn.Module) -> str:
 
 
 def _fixed_input_size(backbone: nn.Module) -> tuple[int, int, int] | None:
-    """``(C, H, W)`` a timm ViT accepts when it accepts one size only (``strict_img_size``)."""
-    patch_embed = getattr(backbone, "patch_embed", None)
+    """``(C, H, W)`` a timm ViT accepts when it accepts one size only (its ``PatchEmbed``'s
+    ``strict_img_size``), also inside a wrapper; ``None`` otherwise."""
+    patch_embed = next((m for m in backbone.modules() if hasattr(m, "strict_img_size")), None)
     size = getattr(patch_embed, "img_size", None)
-    if size is None or not getattr(patch_embed, "strict_img_size", False):
+    if size is None or not patch_embed.strict_img_size:
         return None  # not a ViT, or one made with dynamic_img_size
     channels = getattr(getattr(patch_embed, "proj", None), "in_channels", 3)
     return (int(channels), int(size[0]), int(size[1]))

@@ -91,6 +91,9 @@ def test_a_vit_made_for_32_pixels_gets_32_pixel_inputs_whatever_its_default_conf
     assert resolve_model_data_config(model)["input_size"] == (3, 224, 224)  # timm's default cfg
     prep = Preprocessing.from_backbone(model)
     assert prep.image_size == 32 and prep.resize == 35  # floor(32 / 0.9), vit_tiny's crop_pct
+    wrapper = nn.Sequential(model)  # a wrapper that keeps timm's pretrained_cfg
+    wrapper.pretrained_cfg = model.pretrained_cfg
+    assert Preprocessing.from_backbone(wrapper).image_size == 32
     dynamic = timm.create_model(
         "vit_tiny_patch16_224", img_size=32, depth=1, num_classes=2, dynamic_img_size=True
     )
