@@ -150,3 +150,11 @@ def test_five_crop_preprocessing_round_trips_and_matches_fivecrop():
     torch.testing.assert_close(prep(pixels)[0].double(), expected, atol=1e-4, rtol=0)
     with pytest.raises(ValueError, match="five_crop needs an image_size"):
         Preprocessing(MEAN, STD, five_crop=True)
+
+
+def test_with_dali_the_five_crops_are_pillows_and_bicubic_is_refused_in_one_line(folder):
+    five = next(iter(datamodule(folder, decoder="dali").test_dataloader()))[0]
+    assert torch.equal(five, next(iter(datamodule(folder).test_dataloader()))[0])
+    bicubic = datamodule(folder, decoder="dali", interpolation="bicubic")
+    with pytest.raises(ValueError, match=r"decoder='dali' resizes bilinearly.*'bicubic'"):
+        bicubic.train_dataloader()
