@@ -135,3 +135,17 @@ def test_class_names_become_words_a_text_tower_reads():
         "bakery shop",
         "ice cream",
     ]
+
+
+def test_a_resumed_run_keeps_its_checkpoints_classifier_and_loads_no_clip(clip_weights, tmp_path):
+    first = LongTailModule(TinyNet(), callbacks=[TextInitialisedClassifier(MODEL, clip_weights)])
+    trainer = quiet_trainer(max_steps=1, limit_val_batches=0, default_root_dir=str(tmp_path))
+    trainer.fit(first, datamodule=NamedDigits())
+    trainer.save_checkpoint(tmp_path / "one_step.ckpt")
+    trained = first.backbone.fc.weight.detach().clone()
+    # a weights file that is not there: loading CLIP on resume would raise
+    absent = TextInitialisedClassifier(MODEL, pretrained=str(tmp_path / "absent.pt"))
+    resumed = LongTailModule(TinyNet(), callbacks=[absent])
+    again = quiet_trainer(max_steps=1, limit_val_batches=0, default_root_dir=str(tmp_path))
+    again.fit(resumed, datamodule=NamedDigits(), ckpt_path=tmp_path / "one_step.ckpt")
+    assert torch.equal(resumed.backbone.fc.weight, trained)  # max_steps reached: no new step

@@ -12,11 +12,12 @@ from ltlight.models.text_classifier import DEFAULT_TEMPLATE, init_classifier_fro
 class TextInitialisedClassifier(L.Callback):
     """Initialise the module's classifier from the class names' CLIP text features.
 
-    Runs in ``setup("fit")`` — after the datamodule's ``setup`` (its ``class_names`` are read)
-    and before any step — on every rank alike (the features are a pure function of the weights
-    and the names). A run resumed from a checkpoint (``ckpt_path``) keeps the checkpoint's
-    classifier and loads no CLIP model. Put it in the module's ``callbacks`` (the method's) or
-    the trainer's.
+    Runs in ``on_fit_start`` — after the datamodule's ``setup`` (its ``class_names`` are read)
+    and the checkpoint's restore, before the sanity check and the first step — on every rank
+    alike (the features are a pure function of the weights and the names; the parameters change
+    in place, so the optimiser keeps them). A run resumed from a checkpoint
+    (``trainer.ckpt_path``, known only from this hook on) keeps the checkpoint's classifier and
+    loads no CLIP model. Put it in the module's ``callbacks`` (the method's) or the trainer's.
 
     Args:
         model_name: the open_clip architecture of the image backbone's CLIP
@@ -57,8 +58,8 @@ class TextInitialisedClassifier(L.Callback):
         )
 
     @override
-    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if stage != "fit" or trainer.ckpt_path is not None:
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.ckpt_path is not None:
             return
         names = self.class_names
         if names is None:
