@@ -3,6 +3,8 @@ label-aware smoothing against the official MiSLAS formula, mixup, the classifier
 the two-stage run from YAML through Lightning's real Trainer."""
 
 import math
+import zipfile
+from pathlib import Path
 
 import lightning as L
 import numpy as np
@@ -240,6 +242,25 @@ def test_init_weights_from_another_architecture_names_the_tensor(tmp_path, stage
         load_backbone_weights(other.backbone, path)
     with pytest.raises(FileNotFoundError, match=r"no checkpoint at 'nowhere\.ckpt'"):
         load_backbone_weights(DigitsNet(hidden=8), "nowhere.ckpt")
+
+
+def test_init_weights_from_a_truncated_or_damaged_file_gets_the_checks_of_ckpt_path(
+    tmp_path, stage1
+):
+    data = Path(stage1[0]).read_bytes()
+    with zipfile.ZipFile(stage1[0]) as archive:
+        member = max(archive.infolist(), key=lambda info: info.file_size)
+        offset = member.header_offset + 30 + len(member.filename) + len(member.extra)
+    damaged = bytearray(data)
+    damaged[offset + member.compress_size // 2] ^= 0xFF  # a changed byte inside a tensor
+    cases = {"truncated": data[: len(data) // 2], "damaged": bytes(damaged), "empty": b""}
+    words = {"truncated": "no zip directory", "damaged": "CRC-32", "empty": "empty"}
+    for name, content in cases.items():
+        path = tmp_path / f"{name}.ckpt"
+        path.write_bytes(content)
+        with pytest.raises(ValueError, match=words[name]) as error:
+            load_backbone_weights(DigitsNet(hidden=8), str(path))
+        assert str(error.value).startswith(f"init_weights: {path} "), error.value
 
 
 def test_stage_two_without_a_stage_one_checkpoint_is_an_error(tmp_path):
