@@ -7,14 +7,22 @@ CRCs) and evaluates wrong weights. :func:`read_checkpoint` checks the archive fi
 it safely (``weights_only=True``), and names the file and what is wrong with it.
 ``LongTailModule(init_weights=<run>.ckpt)`` starts stage 2 of decoupled training from stage 1's
 backbone: :func:`load_backbone_weights` copies those tensors and names any that do not fit.
+
+Writing: :func:`write_atomically` (and :class:`AtomicCheckpointIO`, which ``ltlight`` gives
+every trainer) writes a file under a temporary name beside it and renames it into place, so a
+full disk or a killed process never leaves a partial checkpoint where one is looked for.
+Lightning's own save goes through the temporary folder, whose copy into the run's folder is not
+atomic when the two are on different disks.
 """
 
 import os
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
+from lightning.fabric.plugins import TorchCheckpointIO
 from torch import nn
 
 
@@ -107,3 +115,34 @@ def load_backbone_weights(backbone: nn.Module, path: str) -> None:
             f"backbone.{extra[0]} (another architecture?)"
         )
     backbone.load_state_dict(saved)
+
+
+def write_atomically(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> None:
+    """Call ``write(file)`` on ``.<name>.partial-<pid>`` beside ``path``, flush it to disk, then
+    rename it to ``path``: ``path`` is either its old content or the whole new one, and a write
+    that fails (a full disk) removes its partial file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    try:
+        with open(partial, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's ``torch.save`` checkpoint IO, writing local files with
+    :func:`write_atomically` (a remote URL is left to Lightning's own transaction)."""
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
+        if storage_options is not None or "://" in str(path):
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
+        write_atomically(path, lambda file: torch.save(checkpoint, file))

@@ -21,7 +21,7 @@ import torch
 
 from ltlight import LongTailModule
 from ltlight.callbacks import BestCheckpoint, PredictionWriter
-from ltlight.checkpoints import read_checkpoint
+from ltlight.checkpoints import AtomicCheckpointIO, read_checkpoint, write_atomically
 from ltlight.cli import LongTailCLI, main
 from ltlight.cli.runs import config_differences, find_last_checkpoint, new_run_dir
 from ltlight.data import DigitsLTDataModule, ImageFolderLTDataModule
@@ -266,9 +266,9 @@ def test_find_last_checkpoint_takes_the_newest_matching_run(tmp_path):
     for name, seed in (("a", 0), ("b", 1), ("c", 0)):
         (tmp_path / name / "checkpoints").mkdir(parents=True)
         (tmp_path / name / "config.yaml").write_text(config.replace("seed: 0", f"seed: {seed}"))
-        (tmp_path / name / "checkpoints" / "last.ckpt").write_bytes(b"x")
+        torch.save({"state_dict": {}}, tmp_path / name / "checkpoints" / "last.ckpt")
         time.sleep(0.02)
-    (tmp_path / "a" / "interrupted.ckpt").write_bytes(b"x")  # the newest file of all
+    torch.save({"state_dict": {}}, tmp_path / "a" / "interrupted.ckpt")  # the newest of all
     current = {
         "model": {"class_path": "m.M"},
         "data": {"class_path": "d.D", "init_args": {"seed": 0}},
@@ -279,6 +279,43 @@ def test_find_last_checkpoint_takes_the_newest_matching_run(tmp_path):
     )
     shutil.rmtree(tmp_path / "a")
     assert find_last_checkpoint(tmp_path, current)[0] == tmp_path / "c"
+
+
+def test_ckpt_path_last_skips_an_unreadable_checkpoint_saying_so_and_takes_the_newest_intact(
+    tmp_path, capsys
+):
+    config = "model: {class_path: m.M}\ndata: {class_path: d.D}\n"
+    current = {"model": {"class_path": "m.M"}, "data": {"class_path": "d.D"}}
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text(config)
+    torch.save({"state_dict": {"w": torch.ones(3)}}, run / "checkpoints" / "last.ckpt")
+    time.sleep(0.02)
+    (run / "interrupted.ckpt").write_bytes(b"")  # a disk that was full when SIGTERM came
+    assert find_last_checkpoint(tmp_path, current) == (run, run / "checkpoints" / "last.ckpt")
+    err = capsys.readouterr().err
+    assert (
+        f"skipping an unreadable checkpoint: ckpt_path: {run / 'interrupted.ckpt'} is empty" in err
+    )
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"PK\x03\x04 cut short")
+    with pytest.raises(ValueError, match="none matches") as error:
+        find_last_checkpoint(tmp_path, current)
+    assert "interrupted.ckpt is empty" in str(error.value)
+    assert "last.ckpt is not a PyTorch checkpoint" in str(error.value)
+
+
+def test_a_checkpoint_save_that_fails_leaves_the_old_file_whole_and_no_partial_file(tmp_path):
+    path = tmp_path / "last.ckpt"
+    write_atomically(path, lambda file: torch.save({"state_dict": {"w": torch.ones(2)}}, file))
+
+    class FullDisk:
+        def __reduce__(self):  # pickled after the tensors' bytes were written
+            raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        AtomicCheckpointIO().save_checkpoint({"w": torch.zeros(10**5), "x": FullDisk()}, path)
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+    assert torch.equal(read_checkpoint(path)["state_dict"]["w"], torch.ones(2))
 
 
 # --- the path after training: predictions and a model that takes raw images -----------------

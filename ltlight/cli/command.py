@@ -17,6 +17,7 @@ from typing import Any
 import lightning as L
 import yaml
 from jsonargparse import Namespace
+from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser
 from lightning.pytorch.loggers import WandbLogger
@@ -30,7 +31,7 @@ from ltlight._lightning_internals import (
 )
 from ltlight.callbacks.prediction_writer import PredictionWriter
 from ltlight.callbacks.run_safety.interrupt_checkpoint import InterruptCheckpoint
-from ltlight.checkpoints import read_checkpoint
+from ltlight.checkpoints import AtomicCheckpointIO, read_checkpoint
 from ltlight.cli.configs import compose_arguments
 from ltlight.cli.runs import (
     CHECKPOINTS,
@@ -316,6 +317,8 @@ class LongTailCLI(CheckpointArgumentsHook):
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         trainer = super().instantiate_trainer(**kwargs)
         trainer.callbacks.insert(0, RankZeroRunFolder(self.run_dir))
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # not a user's own plugin
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         for callback in trainer.callbacks:
             if isinstance(callback, ModelCheckpoint) and callback.dirpath is None:
                 callback.dirpath = str(self.run_dir / CHECKPOINTS)

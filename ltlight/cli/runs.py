@@ -24,6 +24,7 @@ only a provisional name (a timed name is rank 0's clock, not its own) until set-
 """
 
 import os
+import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -33,6 +34,7 @@ import lightning as L
 import yaml
 
 from ltlight._lightning_internals import set_default_root_dir
+from ltlight.checkpoints import check_checkpoint_file
 
 RUNS_ROOT = "runs"
 RUN_CONFIG = "config.yaml"
@@ -231,8 +233,9 @@ def find_last_checkpoint(method_dir: Path, current: Mapping[str, Any]) -> tuple[
     """``(run folder, checkpoint)`` that ``--ckpt_path last`` continues, or a ``ValueError``.
 
     Looks at every run of ``method_dir`` whose ``config.yaml`` has the same ``model`` and
-    ``data`` as ``current``; takes the newest checkpoint of those runs. The error lists each run
-    found and why it was not taken.
+    ``data`` as ``current``; takes the newest intact checkpoint of those runs (an unreadable one
+    — empty, truncated, damaged — is skipped, saying so). The error lists each run found and
+    why it was not taken.
     """
     runs = sorted(
         (path.parent for path in method_dir.glob(f"*/{RUN_CONFIG}")),
@@ -253,9 +256,17 @@ def find_last_checkpoint(method_dir: Path, current: Mapping[str, Any]) -> tuple[
         elif not checkpoints:
             reasons.append(f"{run}: same config, but no checkpoint (stopped before one was saved)")
         else:
-            candidates.append((run, checkpoints[0]))
-    if candidates:
-        return max(candidates, key=lambda found: found[1].stat().st_mtime)
+            candidates += [(run, checkpoint) for checkpoint in checkpoints]
+    candidates.sort(key=lambda found: found[1].stat().st_mtime, reverse=True)
+    for run, checkpoint in candidates:
+        try:
+            check_checkpoint_file(checkpoint, "ckpt_path")
+        except ValueError as error:
+            reasons.append(str(error).removeprefix("ckpt_path: "))
+            if launched_as_rank_zero():
+                print(f"ltlight: skipping an unreadable checkpoint: {error}", file=sys.stderr)
+            continue
+        return run, checkpoint
     found = "; ".join(reasons) if reasons else "no runs there"
     raise ValueError(
         f"ckpt_path: 'last' continues a run of this config from {method_dir}, but none matches: "
