@@ -333,13 +333,13 @@ def reference_probabilities(checkpoint):
     return module, torch.softmax(logits, 1), torch.cat([labels for _, labels in batches]), data
 
 
-def test_predict_writes_predictions_csv_into_the_run_folder_and_prints_its_path(ce_run):
+def test_predict_writes_predictions_named_after_the_checkpoint_and_prints_the_path(ce_run):
     cwd, run = ce_run
     checkpoint = run / "checkpoints" / "last.ckpt"
     result = ltlight("predict", "--config", str(CONFIGS / "ce.yaml"), *QUIET,
                      f"--ckpt_path={checkpoint}", cwd=cwd)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    path = run / "predictions.csv"
+    path = run / "predictions-last.csv"
     assert f"predictions: {path.resolve()} (500 rows)" in result.stdout.replace(
         str(cwd), str(cwd.resolve())
     )
@@ -356,6 +356,23 @@ def test_predict_writes_predictions_csv_into_the_run_folder_and_prints_its_path(
     torch.testing.assert_close(confidence, probs.max(1).values, atol=2e-6, rtol=0)
     top5 = torch.tensor([[int(c) for c in r["top5_classes"].split()] for r in rows])
     assert torch.equal(top5, probs.topk(5, dim=1).indices)
+
+
+def test_predicting_with_two_checkpoints_of_a_run_keeps_both_files(ce_run):
+    cwd, run = ce_run
+    best = run / "checkpoints" / "best.ckpt"
+    shutil.copy(run / "checkpoints" / "last.ckpt", best)
+    for checkpoint in (run / "checkpoints" / "last.ckpt", best):
+        result = ltlight("predict", "--config", str(CONFIGS / "ce.yaml"), *QUIET,
+                         f"--ckpt_path={checkpoint}", cwd=cwd)  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+    best.unlink()
+    assert (run / "predictions-last.csv").read_text() == (run / "predictions-best.csv").read_text()
+    assert {p.name for p in run.glob("predict_config*")} == {
+        "predict_config-last.yaml",
+        "predict_config-best.yaml",
+    }
+    assert not (run / "predictions.csv").exists()
 
 
 def test_predict_without_a_checkpoint_is_refused(ce_run, monkeypatch, capsys):

@@ -120,8 +120,9 @@ def did_you_mean(message: str, options: list[str]) -> str:
 class SaveConfigOnceStarted(SaveConfigWhenAsked):
     """Writes the run's config into its folder once set-up (and any checkpoint restore) succeeded.
 
-    ``config.yaml`` for ``fit``, ``<stage>_config.yaml`` for ``validate``/``test``/``predict``
-    (so evaluating a run's checkpoint keeps the config that trained it), in the trainer's
+    ``config.yaml`` for ``fit``, ``<stage>_config.yaml`` for ``validate``/``test``,
+    ``predict_config-<checkpoint name>.yaml`` for ``predict`` (so evaluating a run's checkpoint
+    keeps the config that trained it), in the trainer's
     ``default_root_dir`` — the run folder. Lightning's callback writes in ``setup``, before the
     module's own checks, to the logger's folder; a run that then fails on a bad argument would
     overwrite an earlier run's config. To W&B the resolved config goes as the run's config.
@@ -135,6 +136,8 @@ class SaveConfigOnceStarted(SaveConfigWhenAsked):
             folder.mkdir(parents=True, exist_ok=True)
             stage = getattr(self.stage, "value", self.stage)
             name = RUN_CONFIG if stage == "fit" else f"{stage}_{RUN_CONFIG}"
+            if stage == "predict" and trainer.ckpt_path:  # one per checkpoint predicted with
+                name = f"predict_config-{Path(trainer.ckpt_path).stem}.yaml"
             self.parser.save(self.config, str(folder / name), overwrite=True, multifile=False)
             self.save_config(trainer, pl_module, self.stage)
         self.already_saved = True
@@ -334,7 +337,8 @@ class LongTailCLI(CheckpointArgumentsHook):
             raise RunInterrupted(self._interrupted_message()) from stop
 
     def predict(self, model: L.LightningModule, **kwargs: Any) -> None:
-        """Write ``predictions.csv`` into the run's folder (:class:`PredictionWriter`)."""
+        """Write ``predictions-<checkpoint name>.csv`` into the run's folder
+        (:class:`PredictionWriter`): predicting with ``best.ckpt`` then ``last.ckpt`` keeps both."""
         if not kwargs.get("ckpt_path"):
             raise ValueError(
                 "ckpt_path: predict needs the trained weights: --ckpt_path=FILE (a checkpoint of "
@@ -342,8 +346,10 @@ class LongTailCLI(CheckpointArgumentsHook):
             )
         writer = next((c for c in self.trainer.callbacks if isinstance(c, PredictionWriter)), None)
         if writer is None:
-            writer = PredictionWriter()  # <run folder, rank 0's>/predictions.csv
+            writer = PredictionWriter()
             self.trainer.callbacks.append(writer)
+        if writer.path is None:  # rank 0 writes, into its run folder
+            writer.path = str(self.run_dir / f"predictions-{Path(kwargs['ckpt_path']).stem}.csv")
         kwargs["return_predictions"] = False
         with warnings.catch_warnings():
             # Batch indices only serve epoch-level writers; this one writes batch by batch.

@@ -10,7 +10,8 @@ time)::
                                validation split)
     interrupted.ckpt           written when SIGTERM or Ctrl-C stops training; removed once a fit
                                that resumed from it has finished
-    predictions.csv            ``ltlight predict``
+    predictions-last.csv       ``ltlight predict --ckpt_path .../last.ckpt`` (one file per
+                               checkpoint, named after it; ``predict_config-last.yaml`` beside)
     wandb/, lightning_logs/    the loggers' files and figures
 
 A new run never continues an old one by itself. ``--ckpt_path last`` continues *this* run: the
