@@ -318,3 +318,23 @@ def test_two_stage_run_from_yaml(tmp_path, monkeypatch):
     assert second.model.init_weights is not None
     assert second.trainer.state.finished
     assert not torch.equal(second.model.backbone.linear.weight, first.model.backbone.linear.weight)
+
+
+@pytest.mark.slow
+def test_two_stage_logs_each_stage_to_its_own_wandb_run_in_one_group(tmp_path, monkeypatch):
+    from ltlight.cli.two_stage import run
+
+    configs = Path(__file__).resolve().parents[1] / "configs" / "digits_lt"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    extra = ["--trainer.max_epochs=1", "--trainer.enable_progress_bar=false"]
+    extra += ["--trainer.callbacks=[]"]  # W&B stays on: the digits configs' WandbLogger
+    first, second = run(str(configs / "ce_stage1.yaml"), str(configs / "crt.yaml"), extra)
+    runs = []
+    for cli in (first, second):  # each stage's W&B files are in its own run folder
+        (offline_run,) = (cli.run_dir / "wandb").glob("offline-run-*")
+        runs.append(offline_run.name.rsplit("-", 1)[-1])  # the W&B run id
+        (log,) = offline_run.glob("run-*.wandb")
+        assert b"ce_stage1+crt/" in log.read_bytes()  # the group both runs share
+    assert runs[0] != runs[1]
