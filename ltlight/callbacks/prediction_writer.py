@@ -1,12 +1,12 @@
 """PredictionWriter: ``trainer.predict`` → one CSV row per image, in the predict split's order.
 
-``ltlight predict --config C --ckpt_path P`` adds one and writes ``predictions.csv`` in the run's
-folder. Columns: ``index`` (the image's position in the predict split), ``file`` (when the
-datamodule lists the predicted files in ``predict_files``), ``label`` and ``label_name`` (when
-the batch carries targets), ``predicted``, ``predicted_name``, ``confidence`` (its probability),
-``top5_classes`` and ``top5_probabilities`` (space-separated, most probable first). The
-probabilities are :meth:`~ltlight.LongTailModule.predict_proba`'s, so a fitted temperature or
-logit adjustment is applied.
+``ltlight predict --config C --ckpt_path P`` adds one and writes ``predictions-<P's name>.csv``
+(``predictions-last.csv``) in the run's folder. Columns: ``index`` (the image's position in the
+predict split), ``file`` (when the datamodule lists the predicted files in ``predict_files``),
+``label`` and ``label_name`` (when the batch carries targets), ``predicted``, ``predicted_name``,
+``confidence`` (its probability), ``top5_classes`` and ``top5_probabilities`` (space-separated,
+most probable first). The probabilities are :meth:`~ltlight.LongTailModule.predict_proba`'s, so
+a fitted temperature or logit adjustment is applied.
 
 Under DDP each rank predicts its own shard of the split; the rows of every rank are gathered on
 rank 0, which writes the one file, in the split's order: the same file, row for row, as one
