@@ -365,3 +365,14 @@ def test_a_multi_label_loss_refuses_targets_of_another_shape_in_one_line(name):
     ) as info:
         MULTI_LABEL_LOSSES[name]()(logits, torch.zeros(8, 3))
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("name", list(MULTI_LABEL_LOSSES))
+def test_unknown_targets_get_exactly_zero_gradient_and_the_rest_a_finite_one(name):
+    # small logits leave GHM's last bin (g ≥ 0.9) empty: an unknown entry's β would be inf there
+    logits, target = multilabel_batch(seed=9)
+    x = (logits * 0.1).requires_grad_(True)
+    MULTI_LABEL_LOSSES[name]()(x, target).backward()
+    unknown = target.isnan()
+    assert torch.all(torch.isfinite(x.grad))
+    assert torch.all(x.grad[unknown] == 0) and torch.any(x.grad[~unknown] != 0)

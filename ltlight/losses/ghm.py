@@ -115,6 +115,8 @@ class GHMCLoss(LongTailLoss):
             kept = target.isnan().logical_not_()  # unknown entries are left out of the counts
         with torch.no_grad():
             beta = self._harmonizing_weights(torch.sigmoid(x).sub_(y).abs_(), kept)
+            if kept is not None:  # their looked-up β may be inf (an empty bin): inf·0 is NaN
+                beta = beta.masked_fill_(~kept, 0.0)
         return F.binary_cross_entropy_with_logits(x, y, weight=beta, reduction="none")
 
     def _harmonizing_weights(self, g: Tensor, kept: Tensor | None) -> Tensor:
