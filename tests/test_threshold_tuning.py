@@ -190,3 +190,14 @@ def test_threshold_tuning_on_single_label_data_says_it_needs_float_targets(tmp_p
     model = LongTailModule(nn.Linear(FEATURES, C), num_classes=C)
     with pytest.raises(ValueError, match=r"needs float \(N, C\) targets"):
         trainer(tmp_path, [ThresholdTuning()], max_steps=1).fit(model, datamodule=SingleLabel())
+
+
+def test_softmax_temperature_scaling_on_multi_label_data_points_to_threshold_tuning(tmp_path):
+    from ltlight.callbacks import TemperatureScaling
+
+    with pytest.raises(
+        ValueError, match=r"TemperatureScaling calibrates a softmax.*ThresholdTuning"
+    ):
+        trainer(tmp_path, [TemperatureScaling()], max_steps=2).fit(
+            module(), datamodule=MultiLabelTensorDataModule()
+        )

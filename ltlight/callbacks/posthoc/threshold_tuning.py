@@ -125,6 +125,7 @@ class ThresholdTuning(PostHocCallback):
     """
 
     name = "posthoc/threshold_tuning"
+    multi_label = True
 
     def __init__(
         self,
