@@ -65,6 +65,7 @@ def timm_backbone(
     checkpoint_path: str | None = None,
     head: Literal["linear", "cosine"] = "linear",
     head_scale: float = 1.0,
+    create_kwargs: dict[str, Any] | None = None,
     **model_kwargs: Any,
 ) -> nn.Module:
     """A timm model with a new ``num_classes`` classifier, from pretrained weights if asked.
@@ -80,8 +81,10 @@ def timm_backbone(
             (implies pretrained weights; no download).
         head: ``"linear"`` (timm's own) or ``"cosine"`` (:class:`~ltlight.models.NormedLinear`).
         head_scale: the cosine head's logit scale ``s`` (LIFT: 25); 1 for a linear head.
+        create_kwargs: keyword arguments of ``timm.create_model`` as one mapping: the form a
+            YAML config uses (``create_kwargs: {img_size: 384, drop_path_rate: 0.1}``).
         **model_kwargs: passed to ``timm.create_model`` (``img_size``, ``in_chans``,
-            ``drop_path_rate``, ``depth``, ...).
+            ``drop_path_rate``, ``depth``, ...), with ``create_kwargs``.
 
     Raises:
         ValueError: an unknown model name (the closest names are listed), a head that is neither
@@ -95,6 +98,7 @@ def timm_backbone(
         torch.Size([2, 3])
     """
     check_model_name(model_name)
+    model_kwargs = {**(create_kwargs or {}), **model_kwargs}
     if head not in ("linear", "cosine"):
         raise ValueError(f"head must be 'linear' or 'cosine', got {head!r}")
     if head == "linear" and head_scale != 1.0:
