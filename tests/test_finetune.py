@@ -3,6 +3,7 @@ tests through the real path: trainable counts equal a hand count, what is frozen
 bit-identical through ``fit``, AdaptFormer starts at the pretrained model, checkpoints hold only
 what trained and reload to identical predictions; wrong inputs are one-line errors."""
 
+import json
 import logging
 
 import lightning as L
@@ -281,3 +282,66 @@ def test_bf16_fit_keeps_the_frozen_base(vit_file, tmp_path):
     trainer(tmp_path, precision="bf16-mixed").fit(finetuned, datamodule=ImagesLT())
     assert torch.equal(finetuned.backbone.blocks[0].attn.qkv.weight, before)
     assert finetuned.backbone.blocks[0].adaptformer.up_proj.weight.abs().sum() > 0
+
+
+@SLOW
+def test_ddp_two_processes_train_the_same_adapters_and_keep_the_base(tmp_path):
+    import ddp_finetune_worker as worker
+    from test_ddp import run_worker
+
+    base = tmp_path / "base.safetensors"
+    worker.save_base(base)
+    result = run_worker("ddp_finetune_worker.py", tmp_path, str(base))
+    assert result.returncode == 0, result.stderr[-4000:]
+    ranks = [json.loads((tmp_path / f"finetune_rank{r}.json").read_text()) for r in range(2)]
+    assert ranks[0] == ranks[1]  # the ranks' adapters agree: gradients were all-reduced
+    untrained = worker.make_module(str(base))
+    named = list(untrained.backbone.named_parameters())
+    assert ranks[0]["frozen"] == worker.digest((n, p) for n, p in named if not p.requires_grad)
+    assert ranks[0]["trained"] != worker.digest((n, p) for n, p in named if p.requires_grad)
+    # rank 0's checkpoint holds only what trained and reloads to rank 0's backbone
+    checkpoint = torch.load(tmp_path / "peft.ckpt", weights_only=True)
+    assert "backbone.blocks.0.attn.qkv.weight" not in checkpoint["state_dict"]
+    reloaded = LongTailModule.load_from_checkpoint(
+        tmp_path / "peft.ckpt",
+        backbone=worker.make_module(str(base)).backbone,
+        finetune=AdaptFormer(),
+        loss=LogitAdjustedLoss(),
+    )
+    saved = torch.load(tmp_path / "finetuned_backbone.pt", weights_only=True)
+    for name, tensor in reloaded.backbone.state_dict().items():
+        assert torch.equal(tensor, saved[name]), name
+
+
+@SLOW
+def test_resume_from_a_mid_epoch_crash_is_bit_exact(tmp_path):
+    import ddp_finetune_worker as worker
+    from lightning.pytorch.callbacks import OnExceptionCheckpoint
+    from test_resume import Crash, CrashAt
+
+    from ltlight.data import DigitsLTDataModule
+
+    base = tmp_path / "base.safetensors"
+    worker.save_base(base)
+
+    def run(callbacks=(), ckpt_path=None):
+        L.seed_everything(0)
+        finetuned = worker.make_module(str(base))
+        fit = trainer(
+            tmp_path, max_epochs=2, callbacks=list(callbacks), enable_checkpointing=bool(callbacks)
+        )
+        fit.fit(
+            finetuned, datamodule=DigitsLTDataModule(batch_size=32, seed=3), ckpt_path=ckpt_path
+        )
+        return finetuned.state_dict()
+
+    straight = run()
+    with pytest.raises(Crash):
+        run([OnExceptionCheckpoint(dirpath=tmp_path, filename="crash"), CrashAt(step=21)])
+    saved = torch.load(tmp_path / "crash.ckpt", weights_only=True)["state_dict"]
+    assert "backbone.blocks.0.adaptformer.up_proj.weight" in saved
+    assert "backbone.blocks.0.mlp.fc1.weight" not in saved
+    resumed = run(ckpt_path=tmp_path / "crash.ckpt")
+    assert straight.keys() == resumed.keys()
+    for name, tensor in straight.items():
+        assert torch.equal(resumed[name], tensor), name
