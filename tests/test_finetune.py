@@ -5,6 +5,7 @@ what trained and reload to identical predictions; wrong inputs are one-line erro
 
 import json
 import logging
+from pathlib import Path
 
 import lightning as L
 import pytest
@@ -29,6 +30,7 @@ from ltlight.losses import LogitAdjustedLoss
 from ltlight.models import timm_backbone
 
 COUNTS = [24, 12, 6, 3]
+LIFT_DIGITS = Path(__file__).resolve().parents[1] / "configs" / "digits_lt" / "lift.yaml"
 VIT = {"img_size": 32, "depth": 2}
 DIM, MLP, CLASSES = 192, 768, len(COUNTS)
 
@@ -345,3 +347,37 @@ def test_resume_from_a_mid_epoch_crash_is_bit_exact(tmp_path):
     assert straight.keys() == resumed.keys()
     for name, tensor in straight.items():
         assert torch.equal(resumed[name], tensor), name
+
+
+def test_lift_config_with_a_local_file_saves_a_small_checkpoint_that_reloads_alone(
+    tmp_path, monkeypatch
+):
+    """`ltlight fit --config configs/digits_lt/lift.yaml` with checkpoint_path (a tiny ViT in
+    place of CLIP), then `LongTailModule.load_from_checkpoint(path)` with nothing else, as
+    `ltlight validate/test/predict` do: the base weights are found again from the file."""
+    import ddp_finetune_worker as worker
+
+    from ltlight.cli import LongTailCLI
+
+    monkeypatch.chdir(tmp_path)
+    base = tmp_path / "base.safetensors"
+    worker.save_base(base)
+    backbone = "--model.init_args.backbone.init_args"
+    cli = LongTailCLI(
+        args=[
+            "--config", str(LIFT_DIGITS), "--trainer.logger=false",
+            f"{backbone}.model_name=vit_tiny_patch16_224", f"{backbone}.checkpoint_path={base}",
+            f"{backbone}.create_kwargs={json.dumps(worker.VIT)}", "--trainer.fast_dev_run=2",
+            "--trainer.precision=32",
+        ],
+        run=False,
+    )  # fmt: skip
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    path = tmp_path / "lift.ckpt"
+    cli.trainer.save_checkpoint(path)
+    assert path.stat().st_size < 0.15 * base.stat().st_size
+    reloaded = LongTailModule.load_from_checkpoint(path)
+    images = torch.randn(5, 1, 8, 8)
+    cli.model.eval(), reloaded.eval()
+    with torch.no_grad():
+        assert torch.equal(reloaded(images), cli.model(images))

@@ -98,7 +98,10 @@ def timm_backbone(
         torch.Size([2, 3])
     """
     check_model_name(model_name)
-    model_kwargs = {**(create_kwargs or {}), **model_kwargs}
+    # jsonargparse reads timm.create_model's own keywords through **model_kwargs and passes them
+    # with their defaults (None): only the ones given reach timm
+    given = {**(create_kwargs or {}), **model_kwargs}
+    model_kwargs = {k: v for k, v in given.items() if v is not None}
     if head not in ("linear", "cosine"):
         raise ValueError(f"head must be 'linear' or 'cosine', got {head!r}")
     if head == "linear" and head_scale != 1.0:
@@ -147,12 +150,13 @@ def _from_file(
             f"checkpoint_path: {path} is truncated or not a weights file "
             f"({type(error).__name__}: {first_line})"
         ) from None
+    overlay = model_kwargs.pop("pretrained_cfg_overlay", None) or {}
     try:
         model = timm.create_model(
             model_name,
             num_classes=num_classes,
             pretrained=True,
-            pretrained_cfg_overlay={"file": str(file)},
+                pretrained_cfg_overlay={**overlay, "file": str(file)},
             **model_kwargs,
         )
     except RuntimeError:  # torch's load_state_dict: tensors of another shape, one per line
