@@ -96,3 +96,16 @@ def test_data_files_table_prints_both_pipelines_and_their_ratio(tmp_path):
     assert names == ["pipeline", "torchvision", "ltlight", "CPU", "torchvision", "ltlight"]
     assert rows[1].split("|")[3].strip() == rows[4].split("|")[3].strip() == "1.00×"
     assert len(list((tmp_path / "jpegs").rglob("*.jpg"))) == 40
+
+
+@pytest.mark.slow
+def test_finetune_smoke_prints_one_row_per_method_and_loss(fashion_mnist_dir, capsys):
+    """benchmarks/finetune.py --smoke on the fake Fashion-MNIST files: pretrain, save, fine-tune
+    from the file, print the table (scratch and AdaptFormer with LA)."""
+    finetune = load("finetune")
+    finetune.main(["--smoke", "--data-dir", fashion_mnist_dir])
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "| LA |" in line]
+    assert [row.split("|")[1].strip() for row in rows] == ["scratch", "AdaptFormer"]
+    trainable = [int(row.split("|")[8].replace(",", "")) for row in rows]
+    assert trainable[1] < trainable[0]  # the adapters and head are a fraction of the model
