@@ -156,7 +156,7 @@ def _from_file(
             model_name,
             num_classes=num_classes,
             pretrained=True,
-                pretrained_cfg_overlay={**overlay, "file": str(file)},
+            pretrained_cfg_overlay={**overlay, "file": str(file)},
             **model_kwargs,
         )
     except RuntimeError:  # torch's load_state_dict: tensors of another shape, one per line
