@@ -59,7 +59,7 @@ def vit_kwargs(args: argparse.Namespace) -> dict:
         "in_chans": 1,
         "embed_dim": args.dim,
         "depth": args.depth,
-        "num_heads": 3,
+        "num_heads": max(1, args.dim // 32),
     }
 
 
@@ -194,12 +194,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--data-dir", default="data")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--dim", type=int, default=96)
-    parser.add_argument("--depth", type=int, default=4)
-    parser.add_argument("--pretrain-per-class", type=int, default=1500)
-    parser.add_argument("--pretrain-epochs", type=int, default=8)
+    parser.add_argument("--dim", type=int, default=64)
+    parser.add_argument("--depth", type=int, default=3)
+    parser.add_argument("--pretrain-per-class", type=int, default=1000)
+    parser.add_argument("--pretrain-epochs", type=int, default=5)
     parser.add_argument("--pretrain-lr", type=float, default=2e-3)
-    parser.add_argument("--head", type=int, default=1000, help="images of the largest class")
+    parser.add_argument("--head", type=int, default=500, help="images of the largest class")
     parser.add_argument("--ratio", type=float, default=100.0)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--lr", type=float, default=1e-3)

@@ -12,6 +12,7 @@ import pytest
 import timm
 import torch
 from safetensors.torch import save_file
+from test_module import trainer as module_trainer
 from torch.utils.data import DataLoader, TensorDataset
 
 from ltlight import LongTailModule
@@ -92,19 +93,8 @@ def module(backbone, finetune, **kwargs) -> LongTailModule:
 
 
 def trainer(tmp_path, **kwargs) -> L.Trainer:
-    options = dict(
-        max_epochs=1,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        default_root_dir=tmp_path,
-        deterministic=True,
-    )
-    return L.Trainer(**{**options, **kwargs})
+    """test_module's trainer (CPU, deterministic, no logger), one epoch unless told."""
+    return module_trainer(tmp_path, **{"max_epochs": 1, **kwargs})
 
 
 HEAD = DIM * CLASSES + CLASSES
