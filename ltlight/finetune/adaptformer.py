@@ -72,6 +72,14 @@ class AdaptFormer(FineTuning):
         bottleneck: the adapters' hidden width; ``None``: LIFT's rule
             ``2^⌊log₂(C / (2 · depth))⌋`` (:func:`lift_bottleneck`; C the backbone's
             ``num_classes``, depth its number of blocks; 32 for ImageNet-LT on ViT-B/16).
+
+    Example:
+        >>> from ltlight.finetune import parameter_counts
+        >>> from ltlight.models import timm_backbone
+        >>> backbone = AdaptFormer(bottleneck=8).apply(timm_backbone("test_vit", num_classes=3))
+        >>> # 6 blocks × (LayerNorm 128 + down 520 + up 576 + scale 1) + classifier 195
+        >>> parameter_counts(backbone)
+        (7545, 313785)
     """
 
     def __init__(self, bottleneck: int | None = None) -> None:

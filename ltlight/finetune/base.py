@@ -70,8 +70,8 @@ class FineTuning:
         return backbone
 
     def set_train_mode(self, backbone: nn.Module) -> None:
-        """After ``module.train()``: with a frozen base, BatchNorm keeps its pretrained
-        statistics (evaluation mode) unless the method trains its affine parameters."""
+        """After ``module.train()``: with a frozen base, every BatchNorm keeps its pretrained
+        running statistics (evaluation mode), also under BitFit, which trains its ``β``."""
         if not self.frozen_base:
             return
         for module in backbone.modules():
