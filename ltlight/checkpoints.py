@@ -11,6 +11,7 @@ backbone: :func:`load_backbone_weights` copies those tensors and names any that 
 
 import os
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +65,14 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return checkpoint
 
 
-def load_backbone_weights(backbone: nn.Module, path: str) -> None:
-    """Copy the ``backbone.*`` tensors of the checkpoint at ``path`` into ``backbone``.
+def load_backbone_weights(
+    backbone: nn.Module,
+    path: str,
+    complete: Callable[[dict[str, Any]], None] | None = None,
+) -> None:
+    """Copy the ``backbone.*`` tensors of the checkpoint at ``path`` into ``backbone``;
+    ``complete``, if given, first fills in what the checkpoint left out (a fine-tuned run's
+    frozen base: :func:`ltlight.finetune.checkpoints.restore_frozen_tensors`).
 
     Raises:
         FileNotFoundError: no file at ``path``.
@@ -78,6 +85,8 @@ def load_backbone_weights(backbone: nn.Module, path: str) -> None:
             "first, or point init_weights at its checkpoint)"
         )
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    if complete is not None and "state_dict" in checkpoint:
+        complete(checkpoint)
     state = checkpoint.get("state_dict", checkpoint)
     prefix = "backbone."
     saved = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}

@@ -181,7 +181,7 @@ class LongTailModule(L.LightningModule):
         self.preprocessing = Preprocessing.from_datamodule(datamodule) or self.preprocessing
 
         if stage == "fit" and self.init_weights is not None:
-            load_backbone_weights(self.backbone, self.init_weights)
+            load_backbone_weights(self.backbone, self.init_weights, self._restore_frozen)
 
         num_classes = self._resolve_num_classes(datamodule, counts)
         if self.val_metrics is None:
@@ -428,8 +428,11 @@ class LongTailModule(L.LightningModule):
             checkpoint["ltlight_preprocessing"] = self.preprocessing.to_dict()
         drop_frozen_tensors(self.finetune, self.backbone, checkpoint)
 
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+    def _restore_frozen(self, checkpoint: dict[str, Any]) -> None:
         restore_frozen_tensors(self.finetune, self.backbone, checkpoint)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._restore_frozen(checkpoint)
         if "ltlight_preprocessing" in checkpoint:
             self.preprocessing = Preprocessing.from_dict(checkpoint["ltlight_preprocessing"])
         scale = checkpoint.get("state_dict", {}).get("class_scale")

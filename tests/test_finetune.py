@@ -371,3 +371,20 @@ def test_lift_config_with_a_local_file_saves_a_small_checkpoint_that_reloads_alo
     cli.model.eval(), reloaded.eval()
     with torch.no_grad():
         assert torch.equal(reloaded(images), cli.model(images))
+
+
+class AdapterAtStart(L.Callback):
+    def on_train_start(self, trainer, pl_module):
+        self.weight = pl_module.backbone.blocks[1].adaptformer.up_proj.weight.detach().clone()
+
+
+def test_stage_2_starts_from_a_fine_tuned_stage_1_checkpoint(vit_file, tmp_path):
+    """Decoupled training on a fine-tuned model: stage 2 takes stage 1's adapters from its
+    checkpoint of trained tensors only (init_weights), the frozen base from the same file."""
+    stage1, path = _fit_and_save(tmp_path, vit(vit_file), AdaptFormer(), "stage1")
+    adapter = stage1.backbone.blocks[1].adaptformer.up_proj.weight.detach().clone()
+    assert adapter.abs().sum() > 0
+    stage2 = module(vit(vit_file), AdaptFormer(), init_weights=str(path))
+    at_start = AdapterAtStart()
+    trainer(tmp_path, callbacks=[at_start]).fit(stage2, datamodule=ImagesLT())
+    assert torch.equal(at_start.weight, adapter)
