@@ -20,6 +20,7 @@ tune on the test set, so the callbacks refuse. A user's own datamodule's ``val_d
 taken at its word.
 """
 
+import os
 from typing import Any
 
 import lightning as L
@@ -135,12 +136,16 @@ class PostHocCallback(L.Callback):
 
     Args:
         save_path: where to write the calibrated checkpoint when calibrating at the start of
-            ``validate`` / ``test`` / ``predict`` (``None``: not written). After training, the
-            ``last`` checkpoints of the trainer's ``ModelCheckpoint`` callbacks are rewritten.
+            ``validate`` / ``test`` / ``predict`` (``None``: not written); a relative path is in
+            the trainer's ``default_root_dir``, the run's folder under ``ltlight``. After
+            training, the ``last`` checkpoints of the trainer's ``ModelCheckpoint`` callbacks
+            are rewritten.
     """
 
     #: The metrics key prefix, e.g. ``posthoc/temperature_scaling``.
     name: str = "posthoc"
+    #: Whether it fits multi-label models (the softmax calibrations do not).
+    multi_label: bool = False
 
     def __init__(self, save_path: str | None = None) -> None:
         self.save_path = save_path
@@ -174,17 +179,16 @@ class PostHocCallback(L.Callback):
             if getattr(callback, "monitor", "") is None:  # its newest file is this model
                 paths.add(getattr(callback, "best_model_path", ""))
             for path in sorted(p for p in paths if p):
-                trainer.save_checkpoint(path)
+                trainer.save_checkpoint(path, weights_only=False)
 
     def _calibrate_if_new(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.is_fitted(pl_module):
             return
         self.calibrate(trainer, pl_module)
-        if self.save_path is not None:
-            trainer.save_checkpoint(self.save_path)
-            rank_zero_info(
-                f"{type(self).__name__}: calibrated checkpoint saved to {self.save_path}"
-            )
+        if self.save_path is not None:  # a relative path: in the run's folder
+            path = os.path.join(trainer.default_root_dir, self.save_path)
+            trainer.save_checkpoint(path, weights_only=False)  # the whole state, as fit's
+            rank_zero_info(f"{type(self).__name__}: calibrated checkpoint saved to {path}")
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.state.fn == TrainerFn.VALIDATING:
@@ -208,6 +212,13 @@ class PostHocCallback(L.Callback):
     def calibrate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Fit on the validation split, log the metrics before and after."""
         loader = validation_loader(trainer, type(self).__name__)
+        if getattr(pl_module, "multi_label", False) and not self.multi_label:
+            raise ValueError(
+                f"{type(self).__name__} calibrates a softmax over the classes, but the module "
+                "trains multi-label data (independent sigmoids): use "
+                "ltlight.callbacks.ThresholdTuning(fit_temperature=True) for per-label "
+                "temperatures and thresholds"
+            )
         self.metrics_before = self._validation_metrics(trainer, pl_module, loader)
         summary = self.fit(trainer, pl_module, loader)
         self.metrics_after = self._validation_metrics(trainer, pl_module, loader)
@@ -218,8 +229,12 @@ class PostHocCallback(L.Callback):
         }
         for logger in trainer.loggers:
             logger.log_metrics(payload, step=trainer.global_step)
+        rank_zero_info(self.describe(summary))
+
+    def describe(self, summary: str) -> str:
+        """The line printed after a fit: the summary, validation metrics before → after."""
         before, after = self.metrics_before, self.metrics_after
-        rank_zero_info(
+        return (
             f"{type(self).__name__}: {summary}; validation balanced error "
             f"{before['balanced_error']:.2%} → {after['balanced_error']:.2%}, ECE "
             f"{before['ece']:.2%} → {after['ece']:.2%}, NLL {before['nll']:.3f} → "

@@ -73,6 +73,9 @@ class FileLongTailDataModule(SplitDataModule):
         color_jitter: strength of the brightness / contrast / saturation jitter (0.4 as in
             Kang et al., ICLR 2020; 0 for none).
         val_per_class: without a validation list, images per class carved from training, ≥ 0.
+        cap_val_per_class: carve at most half the rarest class's images per class,
+            ``min(val_per_class, ⌊n_min / 2⌋)``, saying so when it caps: ``val_per_class: 20``
+            then works on any long-tailed set whose rarest class has 2 images or more.
         imbalance_ratio: make the training split long-tailed with ``ρ = n_max / n_min`` (head
             class = class 0, ``n_max`` = the smallest class's size); ``None`` keeps it as read.
         profile: ``"exp"`` or ``"step"``, with ``imbalance_ratio``.
@@ -111,6 +114,7 @@ class FileLongTailDataModule(SplitDataModule):
         augment: bool = True,
         color_jitter: float = 0.4,
         val_per_class: int = 0,
+        cap_val_per_class: bool = False,
         imbalance_ratio: float | None = None,
         profile: str = "exp",
         step_fraction: float = 0.5,
@@ -126,6 +130,7 @@ class FileLongTailDataModule(SplitDataModule):
         super().__init__(batch_size, eval_batch_size, seed, augment, val_per_class)
         self.num_workers = check_integer("num_workers", num_workers, 0)
         self.color_jitter = check_range("color_jitter", color_jitter, 0)
+        self.cap_val_per_class = cap_val_per_class
         if imbalance_ratio is not None:
             check_imbalance_ratio(imbalance_ratio)
         check_profile(profile, step_fraction)
@@ -213,8 +218,9 @@ class FileLongTailDataModule(SplitDataModule):
         if test is not None:
             self._warn_shared_files(train, test)
         if val is None and self.val_per_class > 0:
+            per_class = self._capped_val_per_class(counts, class_names)
             keep, carved = validation_indices(
-                train.labels, self.val_per_class, seed=self.seed, class_names=class_names
+                train.labels, per_class, seed=self.seed, class_names=class_names
             )
             train, val = train.subset(keep), train.subset(carved)
         if self.imbalance_ratio is not None:
@@ -224,6 +230,26 @@ class FileLongTailDataModule(SplitDataModule):
             )
             train = train.subset(long_tail_indices(train.labels, target, seed=self.seed))
         return {"train": train, "val": val, "test": test}
+
+    def _capped_val_per_class(self, counts: torch.Tensor, class_names: list[str]) -> int:
+        """``val_per_class``, or with ``cap_val_per_class`` at most half the rarest class."""
+        rarest = int(counts.argmin())
+        cap = int(counts[rarest]) // 2
+        if not self.cap_val_per_class or self.val_per_class <= cap:
+            return self.val_per_class
+        if cap == 0:
+            raise ValueError(
+                f"cap_val_per_class: the rarest class {class_names[rarest]!r} has "
+                f"{int(counts[rarest])} training image: no balanced validation split can be "
+                "carved; give a validation folder (val) or val_per_class=0"
+            )
+        warnings.warn(
+            f"{self.name}: val_per_class {self.val_per_class} capped to {cap} (half the "
+            f"{int(counts[rarest])} images of the rarest class {class_names[rarest]!r}): "
+            f"{cap} validation images per class",
+            stacklevel=3,
+        )
+        return cap
 
     def _present(self, images: ImageList) -> ImageList:
         if not self.check_files:
