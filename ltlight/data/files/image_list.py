@@ -34,9 +34,12 @@ class ImageList:
     Args:
         root: the folder the paths are relative to.
         paths: one relative path per image.
-        labels: ``(N,)`` int64 class indices.
+        labels: ``(N,)`` int64 class indices, or for multi-label data float32 ``(N, C)``
+            targets (1 present, 0 absent, NaN uncertain; :mod:`ltlight.data.files.multilabel`).
         source: where the list was read from (a folder, a file), for messages.
         lines: the line (or entry) of ``source`` each sample came from, for messages.
+        groups: an optional group per sample (ChestX-ray14's patient) that a validation carve
+            keeps together.
     """
 
     root: str
@@ -44,6 +47,7 @@ class ImageList:
     labels: Tensor
     source: str
     lines: list[int] = field(default_factory=list)
+    groups: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -64,7 +68,13 @@ class ImageList:
             self.labels[keep],
             self.source,
             [self.lines[i] for i in keep] if self.lines else [i + 1 for i in keep],
+            [self.groups[i] for i in keep] if self.groups is not None else None,
         )
+
+    @property
+    def multi_label(self) -> bool:
+        """Whether the labels are ``(N, C)`` multi-label targets."""
+        return self.labels.dim() == 2
 
 
 def inside_root(relpath: str, where: str) -> str:

@@ -93,6 +93,9 @@ class FileDataLoader(ResumableEpochLoader):
         device: where the batches are made (and, with ``decode_on_device``, decoded).
         decode_on_device: workers only read files; JPEGs are decoded batch-wise on ``device``
             (nvJPEG on a GPU).
+        sampling: the training order (``"instance"``, ``"class_balanced"``, ``"class_aware"``;
+            :class:`~ltlight.data.sampling.EpochSampler`). Multi-label datasets (``(N, C)``
+            float labels) give ``(B, C)`` float targets.
     """
 
     def __init__(
@@ -110,10 +113,13 @@ class FileDataLoader(ResumableEpochLoader):
         drop_last: bool = False,
         device: torch.device | str = "cpu",
         decode_on_device: bool = False,
+        sampling: str = "instance",
     ) -> None:
         num_workers = check_integer("num_workers", num_workers, 0)
         check_range("color_jitter", color_jitter, 0)
-        sampler = EpochSampler(dataset.labels, shuffle, seed=seed, rank=rank, world_size=world_size)
+        sampler = EpochSampler(
+            dataset.labels, shuffle, seed=seed, rank=rank, world_size=world_size, sampling=sampling
+        )
         super().__init__(sampler, batch_size, drop_last)
         self.dataset = dataset
         self.dataset.decode_in_worker = not decode_on_device
