@@ -11,6 +11,8 @@ import os
 
 from fake_datasets import code_colour, write_jpeg
 
+from ltlight.data.files.voc_coco_mlt import VOC_CLASSES
+
 # -- a user's multi-label CSV -----------------------------------------------------------------
 CLASSES = ("cat", "dog", "owl")
 #: The classes of each training image: cat is the head, owl the tail; one image has none.
@@ -110,10 +112,15 @@ def _write_voc(voc_dir: str, images: list, list_path: str) -> None:
         f.write("".join(f"{image_id}\n" for image_id, *_ in images))
 
 
-def write_voc_mlt(root: str) -> str:
+#: A training image with every VOC class, so that no class lacks a positive (``complete``).
+VOC_EVERY_CLASS = ("2012_004242", [(name, 0) for name in VOC_CLASSES], 500, 375)
+
+
+def write_voc_mlt(root: str, complete: bool = False) -> str:
     """``root`` = VOCdevkit: ``VOC2012/``, ``VOC2007/`` and ``longtail2012/img_id.txt``."""
+    train = [*VOC_TRAIN, VOC_EVERY_CLASS] if complete else VOC_TRAIN
     _write_voc(
-        os.path.join(root, "VOC2012"), VOC_TRAIN, os.path.join(root, "longtail2012", "img_id.txt")
+        os.path.join(root, "VOC2012"), train, os.path.join(root, "longtail2012", "img_id.txt")
     )
     voc2007 = os.path.join(root, "VOC2007")
     _write_voc(voc2007, VOC_TEST, os.path.join(voc2007, "ImageSets", "Main", "test.txt"))
@@ -160,13 +167,18 @@ def _coco_json(path: str, images: dict, folder: str) -> None:
         json.dump(data, f)
 
 
-def write_coco_mlt(root: str) -> str:
+#: A training image with every category (``complete``).
+COCO_EVERY_CLASS = {7: [(i, [0, 0, 10, 10], 100.0, {}) for i, _ in COCO_CATEGORIES]}
+
+
+def write_coco_mlt(root: str, complete: bool = False) -> str:
     """``root``: ``train2017/``, ``val2017/``, ``annotations/instances_{train,val}2017.json``
     and ``longtail2017/img_id.pkl`` (a text file of ids, as in the release)."""
     os.makedirs(os.path.join(root, "annotations"), exist_ok=True)
+    train = COCO_TRAIN | COCO_EVERY_CLASS if complete else COCO_TRAIN
     _coco_json(
         os.path.join(root, "annotations", "instances_train2017.json"),
-        COCO_TRAIN,
+        train,
         os.path.join(root, "train2017"),
     )
     _coco_json(
@@ -176,7 +188,7 @@ def write_coco_mlt(root: str) -> str:
     )
     os.makedirs(os.path.join(root, "longtail2017"), exist_ok=True)
     with open(os.path.join(root, "longtail2017", "img_id.pkl"), "w") as f:
-        f.write("".join(f"{i}\n" for i in COCO_TRAIN_LIST))
+        f.write("".join(f"{i}\n" for i in [*COCO_TRAIN_LIST, *(7,) * complete]))
     return root
 
 
