@@ -222,13 +222,9 @@ def read_split_file(split_path: str, root: str) -> ImageList:
     return ImageList(root, paths, torch.tensor(labels, dtype=torch.int64), split_path, lines)
 
 
-def read_coco_json(json_path: str, root: str) -> tuple[ImageList, list[str], list[int]]:
-    """COCO-style classification annotations (iNaturalist 2017-2021).
-
-    Returns:
-        The image list (labels are category positions in id order), the category names and the
-        category ids in that order.
-    """
+def load_coco_file(json_path: str) -> dict:
+    """A COCO-format JSON file, checked to hold lists under ``images``, ``annotations`` and
+    ``categories``; a ``ValueError`` naming the file (and the line of a syntax error) otherwise."""
     if not os.path.isfile(json_path):
         raise FileNotFoundError(f"annotation file {json_path!r} does not exist")
     with open(json_path, encoding="utf-8") as f:
@@ -239,6 +235,17 @@ def read_coco_json(json_path: str, root: str) -> tuple[ImageList, list[str], lis
     for key in ("images", "annotations", "categories"):
         if not isinstance(data, dict) or not isinstance(data.get(key), list):
             raise ValueError(f"{json_path}: expected a list under {key!r} (COCO format)")
+    return data
+
+
+def read_coco_json(json_path: str, root: str) -> tuple[ImageList, list[str], list[int]]:
+    """COCO-style classification annotations (iNaturalist 2017-2021).
+
+    Returns:
+        The image list (labels are category positions in id order), the category names and the
+        category ids in that order.
+    """
+    data = load_coco_file(json_path)
     try:
         categories = sorted((int(c["id"]), str(c.get("name", c["id"]))) for c in data["categories"])
         file_of = {int(image["id"]): image["file_name"] for image in data["images"]}

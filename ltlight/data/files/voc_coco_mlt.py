@@ -23,7 +23,6 @@ positives in head (VOC-MLT: 6 / 6 / 8 classes, counts 775 … 100 / 82 … 20 / 
 medium: a many-shot threshold of 99 reproduces the release's groups.
 """
 
-import json
 import os
 import xml.etree.ElementTree as ET
 from typing import Any
@@ -31,7 +30,7 @@ from typing import Any
 import torch
 
 from ltlight.data.files.datamodule import FileLongTailDataModule
-from ltlight.data.files.image_list import ImageList
+from ltlight.data.files.image_list import ImageList, load_coco_file
 
 VOC_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -97,13 +96,7 @@ def read_coco_instances(
     Returns:
         The image list (targets float ``(N, 80)``) and the category names in id order.
     """
-    if not os.path.isfile(json_path):
-        raise FileNotFoundError(f"annotation file {json_path!r} does not exist")
-    with open(json_path, encoding="utf-8") as f:
-        try:
-            data = json.load(f)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{json_path}:{error.lineno}: not valid JSON ({error.msg})") from None
+    data = load_coco_file(json_path)
     try:
         categories = sorted((int(c["id"]), str(c["name"])) for c in data["categories"])
         images = {int(image["id"]): image for image in data["images"]}
@@ -111,7 +104,7 @@ def read_coco_instances(
         raise ValueError(f"{json_path}: a category or image entry lacks {error}") from None
     column = {category_id: i for i, (category_id, _) in enumerate(categories)}
     labels: dict[int, set[int]] = {}
-    for number, box in enumerate(data.get("annotations", [])):
+    for number, box in enumerate(data["annotations"]):
         where = f"{json_path}: annotations[{number}]"
         try:
             _, _, w, h = box["bbox"]
