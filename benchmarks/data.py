@@ -24,28 +24,13 @@ about a second, so the comparison says nothing about keeping a GPU fed.
 
 Run: ``python benchmarks/data.py`` (``--epochs 7`` for tighter medians, ``--device cuda``).
 
-Image files (``--files``): ltlight's file pipeline against torchvision's ``ImageFolder`` with the
-standard transforms, on generated JPEGs of ImageNet size (500×375, photo-like: smooth colour
-fields plus grain, quality 90; written once to ``--jpeg-dir``), both producing the same training
-batches of Kang et al.'s recipe — RandomResizedCrop 224 + flip + ColorJitter 0.4 + normalise:
-
-* torchvision: ``ImageFolder`` + ``RandomResizedCrop(224), RandomHorizontalFlip(),
-  ColorJitter(0.4, 0.4, 0.4), ToTensor(), Normalize`` per sample (PIL) in a ``DataLoader``;
-* ltlight: ``ImageFolderLTDataModule(...).train_dataloader()`` — workers decode (Pillow with
-  libjpeg's reduced-size ``draft``), crop, flip and (on the CPU) jitter to uint8; the float
-  conversion and normalisation run on the batch in the main process (jitter too on a GPU).
-
-Same batch size, same number of persistent workers, one warm-up epoch each, then the two
-alternate epoch by epoch; median images/s, their ratio (goal ≥ 1.5× on the CPU), and the peak
-memory of each: the main process's and the sum of its workers' proportional set size (PSS:
-pages shared between forked workers counted once), sampled every 50 ms during its epochs.
-Run: ``python benchmarks/data.py --files`` (``--images 2000 --workers 2 --epochs 3``).
+Image files (``--files``): ltlight's file pipeline, with Pillow or DALI decoding, against
+torchvision's ``ImageFolder`` — see ``benchmarks/file_pipelines.py``. Run: ``python
+benchmarks/data.py --files`` (``--images 2000 --workers 2 --epochs 3``).
 """
 
 import argparse
-import os
 import statistics
-import threading
 import time
 
 import numpy as np
@@ -54,13 +39,10 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
-from torchvision.datasets import ImageFolder
 
 from ltlight.data import (
     CIFAR10LTDataModule,
     DeviceDataLoader,
-    FileDataLoader,
-    ImageFolderLTDataModule,
     long_tail_counts,
 )
 
@@ -164,187 +146,6 @@ def resnet32_step_share(loader: DeviceDataLoader, device: torch.device, epochs: 
     print(f"pipeline cost: {share:+.1%} of a step ({verdict} the < {STEP_SHARE_GOAL:.0%} goal)")
 
 
-# -- image files -------------------------------------------------------------------------------
-def write_jpegs(folder: str, count: int, classes: int = 10) -> str:
-    """``count`` photo-like 500×375 JPEGs in ``folder/<class>/`` (kept if already there)."""
-    marker = os.path.join(folder, f".complete-{count}")
-    if os.path.exists(marker):
-        return folder
-    rng = np.random.default_rng(0)
-    for i in range(count):
-        coarse = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
-        field = Image.fromarray(coarse).resize((500, 375), Image.Resampling.BICUBIC)
-        pixels = np.asarray(field, dtype=np.int16) + rng.normal(0, 12, (375, 500, 3))
-        path = os.path.join(folder, f"class_{i % classes}", f"{i:06d}.jpg")
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(path, quality=90)
-    open(marker, "w").close()
-    return folder
-
-
-def pss_mib(pid: int) -> float:
-    """Proportional set size of a process, MiB (0 if it is gone)."""
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
-def loader_worker_pids(loader: DataLoader) -> list[int]:
-    # A persistent DataLoader's worker processes (private attribute: a benchmark-only look).
-    iterator = getattr(loader, "_iterator", None)
-    return [w.pid for w in getattr(iterator, "_workers", [])]
-
-
-class PeakMemory:
-    """Samples the main process's and the given workers' PSS every 50 ms; keeps the peaks."""
-
-    def __init__(self, worker_pids) -> None:
-        self.worker_pids = worker_pids
-        self.main = self.workers = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.05):
-            self.main = max(self.main, pss_mib(os.getpid()))
-            self.workers = max(self.workers, sum(pss_mib(p) for p in self.worker_pids()))
-
-    def __enter__(self) -> "PeakMemory":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-def cpu_time_per_image(baseline: ImageFolder, ours: FileDataLoader, rounds: int) -> None:
-    """CPU seconds per training image of each pipeline, in this process with one thread.
-
-    ``time.process_time`` counts only this process's CPU, so other work on the machine barely
-    moves it (unlike images/s): the per-sample work of a worker, plus for ltlight the batch's
-    float conversion and normalisation. Rounds of 64 images alternate between the two.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as in a DataLoader worker
-    dataset, batch = ours.dataset, 64
-    spent: dict[str, list[float]] = {"torchvision": [], "ltlight": []}
-    for r in range(rounds + 1):
-        indices = range(r * batch, (r + 1) * batch)
-        start = time.process_time()
-        for i in indices:
-            baseline[i % len(baseline)]
-        spent["torchvision"].append(time.process_time() - start)
-        start = time.process_time()
-        crops = torch.stack([dataset[(i % len(dataset), i)][0] for i in indices])
-        ours.normalize(crops)
-        spent["ltlight"].append(time.process_time() - start)
-    torch.set_num_threads(threads)
-    per_image = {k: statistics.median(v[1:]) / batch * 1e3 for k, v in spent.items()}
-    print("\n| CPU time per training image (one process, 1 thread) | ms | ratio |")
-    print("|---|---:|---:|")
-    for name, ms in per_image.items():
-        print(f"| {name} | {ms:.2f} | {per_image['torchvision'] / ms:.2f}× |")
-
-
-def file_pipelines(args: argparse.Namespace) -> None:
-    root = write_jpegs(args.jpeg_dir, args.images)
-    size_kib = (
-        statistics.mean(
-            os.path.getsize(os.path.join(d, f))
-            for d, _, fs in os.walk(root)
-            for f in fs
-            if f[0] != "."
-        )
-        / 1024
-    )
-    device = torch.device(args.device)
-    torchvision_loader = DataLoader(
-        ImageFolder(
-            root,
-            transform=transforms.Compose(
-                [
-                    transforms.RandomResizedCrop(224),
-                    transforms.RandomHorizontalFlip(),
-                    transforms.ColorJitter(0.4, 0.4, 0.4),
-                    transforms.ToTensor(),
-                    transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-                ]
-            ),
-        ),
-        batch_size=args.file_batch_size,
-        shuffle=True,
-        num_workers=args.workers,
-        persistent_workers=args.workers > 0,
-        pin_memory=device.type == "cuda",
-    )
-    datamodule = ImageFolderLTDataModule(
-        train=root,
-        batch_size=args.file_batch_size,
-        num_workers=args.workers,
-        decode_on_device=args.decode_on_device,
-    )
-    train = datamodule.splits["train"]
-    ours = FileDataLoader(  # what datamodule.train_dataloader() builds, on --device
-        datamodule.make_dataset(train, train=True, size=224, resize=256, skip_bad_images=False),
-        args.file_batch_size,
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
-        shuffle=True,
-        color_jitter=0.4,
-        num_workers=args.workers,
-        device=device,
-        decode_on_device=args.decode_on_device,
-    )
-    print(
-        f"{len(datamodule.splits['train'])} JPEGs of 500×375 (mean {size_kib:.0f} KiB) in {root}; "
-        f"batch {args.file_batch_size}, {args.workers} workers each; device {device}"
-    )
-    pipelines = {
-        "torchvision": (torchvision_loader, lambda: loader_worker_pids(torchvision_loader)),
-        "ltlight": (ours, lambda: loader_worker_pids(ours.loader)),
-    }
-    rates: dict[str, list[float]] = {name: [] for name in pipelines}
-    peaks = {name: [0.0, 0.0] for name in pipelines}
-    for epoch in range(args.epochs + 1):  # epoch 0 starts the workers and warms the page cache
-        ours.sampler.set_epoch(epoch)
-        for name, (loader, pids) in pipelines.items():
-            with PeakMemory(pids) as memory:
-                seconds, count = time_epoch(loader, device)
-            peaks[name] = [max(peaks[name][0], memory.main), max(peaks[name][1], memory.workers)]
-            if epoch:
-                rates[name].append(count / seconds)
-    medians = {name: statistics.median(values) for name, values in rates.items()}
-    print(
-        "\n| pipeline (RandomResizedCrop 224 + flip + ColorJitter 0.4 + normalise) | images/s | "
-        "ratio | peak PSS main MiB | peak PSS workers MiB |"
-    )
-    print("|---|---:|---:|---:|---:|")
-    labels = {
-        "torchvision": f"torchvision ImageFolder + transforms, DataLoader({args.workers} workers)",
-        "ltlight": f"ltlight ImageFolderLTDataModule ({args.workers} workers)",
-    }
-    for name, rate in medians.items():
-        main_mib, workers_mib = peaks[name]
-        print(
-            f"| {labels[name]} | {rate:,.0f} | {rate / medians['torchvision']:.2f}× | "
-            f"{main_mib:,.0f} | {workers_mib:,.0f} |"
-        )
-    ratio = medians["ltlight"] / medians["torchvision"]
-    cpu_time_per_image(torchvision_loader.dataset, ours, args.epochs)
-    verdict = "meets" if ratio >= FILE_SPEEDUP_GOAL else "misses"
-    paired = [a / b for a, b in zip(rates["ltlight"], rates["torchvision"], strict=True)]
-    print(
-        f"ltlight: {ratio:.2f}× ({verdict} the ≥ {FILE_SPEEDUP_GOAL}× goal); per-epoch ratios "
-        + ", ".join(f"{r:.2f}" for r in paired)
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", default="data", help="CIFAR-10 root (synthetic if absent)")
@@ -357,11 +158,15 @@ def main() -> None:
     parser.add_argument("--file-batch-size", type=int, default=64)
     parser.add_argument("--jpeg-dir", default="/tmp/ltlight-benchmark-jpegs")
     parser.add_argument(
-        "--decode-on-device", action="store_true", help="--files: nvJPEG batch decoding"
+        "--decode-on-device",
+        action="store_true",
+        help="--files: decode on --device (nvJPEG batch decoding; DALI's mixed decoder)",
     )
     args = parser.parse_args()
     if args.files:
-        file_pipelines(args)
+        import file_pipelines
+
+        file_pipelines.run(args)
         return
     device = torch.device(args.device)
 

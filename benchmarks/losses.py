@@ -13,6 +13,15 @@ the bins with an ``.item()`` per bin), to show the vectorised version's speed-up
 
 Run: ``python benchmarks/losses.py`` (``--repeats 600`` for tighter medians, ``--threads 1`` to
 time one thread by its CPU time, which other load on the machine barely moves).
+
+``--step-share``: the cost as training sees it. A loss's forward + backward at a training step's
+logits (N = 128, C = 10), against the whole training step — forward, loss, backward, SGD — of the
+CIFAR ResNet-32 recipe and of a small ViT at batch 128 (``benchmarks/steps.py``; the step's median
+over ``--step-repeats`` steps with ``F.cross_entropy``): each loss's share of the step next to
+cross-entropy's, and the step's length with the loss relative to the step with cross-entropy,
+``(T − t_CE + t_loss) / T``. A measured check of that last figure: whole steps with the costliest
+loss and with cross-entropy in turns. ``--compile`` adds each loss through ``torch.compile``
+against itself eager (the per-call diagnostic, paired as above).
 """
 
 import argparse
@@ -153,26 +162,36 @@ def floor_rows(target: Tensor, weight: Tensor) -> list[tuple[str, Callable, Tens
     ]
 
 
-def benchmark(device: torch.device, repeats: int, n: int = 1024, c: int = 100) -> None:
-    gen = torch.Generator().manual_seed(0)
-    counts = [max(1, round(500 * 0.01 ** (j / (c - 1)))) for j in range(c)]  # ratio 100
-    target = torch.randint(0, c, (n,), generator=gen).to(device)
-    gaussian = torch.randn(n, c, generator=gen).to(device)
-    cosine = F.normalize(torch.randn(n, c, generator=gen), dim=1).mul(3).clamp(-1, 1).to(device)
-    onehot = F.one_hot(target, c).float()
-    drw_weight = inverse_frequency(counts)
+class Case:
+    """Logits and targets of one size (N, C), and every softmax loss with the DRW weight."""
 
-    def ce(x: Tensor) -> Tensor:
-        return F.cross_entropy(x, target)
+    def __init__(self, device: torch.device, n: int, c: int) -> None:
+        gen = torch.Generator().manual_seed(0)
+        self.device = device
+        counts = [max(1, round(500 * 0.01 ** (j / (c - 1)))) for j in range(c)]  # ratio 100
+        self.target = torch.randint(0, c, (n,), generator=gen).to(device)
+        self.gaussian = torch.randn(n, c, generator=gen).to(device)
+        cosine = F.normalize(torch.randn(n, c, generator=gen), dim=1).mul(3).clamp(-1, 1)
+        self.cosine = cosine.to(device)
+        self.onehot = F.one_hot(self.target, c).float()
+        self.drw_weight = inverse_frequency(counts)
+        self.softmax_rows = softmax_rows(counts, self.drw_weight, self.gaussian, self.cosine)
 
-    def bce(x: Tensor) -> Tensor:
-        return F.binary_cross_entropy_with_logits(x, onehot)
+    def ce(self, x: Tensor) -> Tensor:
+        return F.cross_entropy(x, self.target)
 
-    def loss_fn(loss: nn.Module, tgt: Tensor) -> Callable[[Tensor], Tensor]:
-        loss = loss.to(device)
-        return lambda x: loss(x, tgt)
+    def bce(self, x: Tensor) -> Tensor:
+        return F.binary_cross_entropy_with_logits(x, self.onehot)
 
-    softmax_rows = [
+    def loss_fn(self, loss: nn.Module, target: Tensor | None = None) -> Callable[[Tensor], Tensor]:
+        loss = loss.to(self.device)
+        target = self.target if target is None else target
+        return lambda x: loss(x, target)
+
+
+def softmax_rows(counts, drw_weight, gaussian, cosine) -> list[tuple[str, nn.Module, Tensor]]:
+    """``(name, loss, logits)`` of every softmax loss (and plain CE) on the logits it sees."""
+    return [
         ("CrossEntropyLoss", CrossEntropyLoss(), gaussian),
         ("CrossEntropyLoss", CrossEntropyLoss(weight=drw_weight), gaussian),
         ("LDAMLoss (cosine logits)", LDAMLoss(counts, weight=drw_weight), cosine),
@@ -184,6 +203,12 @@ def benchmark(device: torch.device, repeats: int, n: int = 1024, c: int = 100) -
         ("LogitAdjustedLoss", LogitAdjustedLoss(counts, weight=drw_weight), gaussian),
         ("BalancedSoftmaxLoss", BalancedSoftmaxLoss(counts, weight=drw_weight), gaussian),
     ]
+
+
+def benchmark(device: torch.device, repeats: int, n: int = 1024, c: int = 100) -> None:
+    case = Case(device, n, c)
+    ce, bce, loss_fn, target, onehot = case.ce, case.bce, case.loss_fn, case.target, case.onehot
+    gaussian, drw_weight = case.gaussian, case.drw_weight
     print(f"\n{device.type.upper()}  (N={n}, C={c}, {repeats} paired repeats", end="")
     if device.type == "cpu":
         clock = "thread CPU time" if torch.get_num_threads() == 1 else "wall clock"
@@ -204,9 +229,9 @@ def benchmark(device: torch.device, repeats: int, n: int = 1024, c: int = 100) -
         )
 
     print("softmax family, reference F.cross_entropy; + DRW: with the DRW class weight")
-    for name, loss, logits in softmax_rows:
+    for name, loss, logits in case.softmax_rows:
         name += "" if loss.weight is None else " + DRW"
-        ref_s, cand_s, ratio = paired_times(ce, loss_fn(loss, target), logits, repeats)
+        ref_s, cand_s, ratio = paired_times(ce, loss_fn(loss), logits, repeats)
         row(name, ref_s, cand_s, ratio, f"≤ {SOFTMAX_GOAL}×", ratio <= SOFTMAX_GOAL)
 
     print("floors in plain torch (no ltlight): what a Module call and extra ops cost here")
@@ -234,6 +259,76 @@ def benchmark(device: torch.device, repeats: int, n: int = 1024, c: int = 100) -
         )
 
 
+# -- the loss as training sees it -------------------------------------------------------------
+def step_seconds(model: str, device: torch.device, steps: int, loss=None) -> list[float]:
+    """Seconds of ``steps`` training steps of ``model`` (``benchmarks/steps.py``) with ``loss``
+    (default ``F.cross_entropy``), after two untimed ones."""
+    from steps import TrainingStep, batch, make_model, time_steps
+
+    images, labels = batch(model, device)
+    step = TrainingStep(make_model(model).to(device), loss or F.cross_entropy, images, labels)
+    time_steps(step.step, device, 2)
+    return time_steps(step.step, device, steps)
+
+
+def step_share(device: torch.device, repeats: int, steps: int, compile_losses: bool) -> None:
+    """Each loss's share of a ResNet-32 and a small-ViT training step, next to cross-entropy's."""
+    from steps import MODELS, TrainingStep, batch, make_model, time_steps
+
+    case = Case(device, 128, 10)
+    step = {model: statistics.median(step_seconds(model, device, steps)) for model in MODELS}
+    print(
+        f"\nTraining steps at batch 128 with F.cross_entropy, median of {steps}: "
+        + ", ".join(f"{model} {seconds * 1e3:,.0f} ms" for model, seconds in step.items())
+    )
+    print(
+        "| loss + DRW weight (N=128, C=10) | fwd+bwd µs | × F.cross_entropy | "
+        + " | ".join(f"share of a {m} step | {m} step / CE step" for m in MODELS)
+        + (" | compiled µs | compiled / eager |" if compile_losses else " |")
+    )
+    print("|---|---:|---:|" + "---:|---:|" * len(MODELS) + ("---:|---:|" if compile_losses else ""))
+    rows = [("F.cross_entropy", case.ce, case.gaussian, None)] + [
+        (name + ("" if loss.weight is None else " + DRW"), case.loss_fn(loss), logits, loss)
+        for name, loss, logits in case.softmax_rows
+    ]
+    ce_s = paired_times(case.ce, case.ce, case.gaussian, repeats)[0]
+    for name, fn, logits, loss in rows:
+        _, loss_s, ratio = paired_times(case.ce, fn, logits, repeats)
+        cells = [f"{loss_s * 1e6:,.0f}", f"{ratio:.2f}×"]
+        for model in MODELS:
+            cells += [
+                f"{loss_s / step[model]:.3%}",
+                f"{(step[model] - ce_s + loss_s) / step[model]:.4f}×",
+            ]
+        if compile_losses:
+            torch.compiler.reset()  # the losses share LongTailLoss.forward: one cache each
+            compiled = torch.compile(loss if loss is not None else F.cross_entropy, dynamic=False)
+            target = case.target
+            _, compiled_s, compiled_ratio = paired_times(
+                fn, lambda x, c=compiled, t=target: c(x, t), logits, repeats
+            )
+            cells += [f"{compiled_s * 1e6:,.0f}", f"{compiled_ratio:.2f}×"]
+        print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+    # measured, not derived: whole steps with the costliest loss against with cross-entropy
+    focal = FocalLoss(alpha=case.drw_weight.tolist(), weight=case.drw_weight).to(device)
+    for model in MODELS:
+        images, labels = batch(model, device)
+        with_ce = TrainingStep(make_model(model).to(device), F.cross_entropy, images, labels)
+        with_focal = TrainingStep(make_model(model).to(device), focal, images, labels)
+        for warm in (with_ce, with_focal):
+            time_steps(warm.step, device, 2)
+        pairs = []
+        for i in range(steps):  # in turns, each first in every other pair
+            first, second = (with_focal, with_ce) if i % 2 else (with_ce, with_focal)
+            a, b = time_steps(first.step, device)[0], time_steps(second.step, device)[0]
+            pairs.append(b / a if i % 2 == 0 else a / b)
+        print(
+            f"measured, {model}: a step with FocalLoss γ=2, alpha + DRW / with F.cross_entropy = "
+            f"{statistics.median(pairs):.3f}× (median of {steps} pairs; "
+            f"range {min(pairs):.3f}–{max(pairs):.3f})"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=300)
@@ -243,10 +338,23 @@ def main() -> None:
         default=2,
         help="CPU intra-op threads, timed by wall clock (default 2; 1: by thread CPU time)",
     )
+    parser.add_argument(
+        "--step-share", action="store_true", help="each loss's share of a whole training step"
+    )
+    parser.add_argument("--step-repeats", type=int, default=8, help="training steps timed")
+    parser.add_argument(
+        "--compile", action="store_true", help="--step-share: compiled losses against eager"
+    )
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: every one here)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    if args.device is not None:
+        devices = [torch.device(args.device)]
     for device in devices:
+        if args.step_share:
+            step_share(device, args.repeats, args.step_repeats, args.compile)
+            continue
         for n, c in SIZES:
             benchmark(device, args.repeats, n, c)
 

@@ -39,7 +39,15 @@ validation) × the number of epochs. Every GPU path also runs on the CPU (the sm
 ``--device cpu --paper-schedule --epochs 1 --images 256``; ``--bf16`` runs on the CPU too, but
 bf16 convolutions there are very slow without native bf16 instructions).
 
-Run: ``python benchmarks/train_speed.py`` (CPU, a few minutes), ``--device cuda --paper-schedule``.
+``--compile-table``: what ``LongTailModule(compile=True)`` buys — for the CIFAR ResNet-32 recipe and
+a small ViT (``benchmarks/steps.py``), training steps at batch 128 of the eager model and of the
+same model through :class:`~ltlight.compiled.CompiledCall` (``torch.compile``, static shapes), in
+turns (eager, compiled, eager, …) after ``--warmup`` steps each; median images/s of each, their
+ratio, and apart the first compiled step (the compiling, with Inductor's caches off, as on a
+machine's first run) and how many steps repay it. Each model in its own process.
+
+Run: ``python benchmarks/train_speed.py`` (CPU, a few minutes), ``--device cuda --paper-schedule``,
+``--compile-table`` (CPU: ~5 minutes, most of it compiling).
 """
 
 import argparse
@@ -433,6 +441,8 @@ def paper_schedule_ltlight(args: argparse.Namespace) -> dict:
     metrics = trainer.callback_metrics
     return {
         "wall_s": wall,
+        # training images over the whole wall time (validation every epoch included)
+        "images_per_s": args.epochs * len(datamodule.train_data[1]) / wall,
         "epochs": args.epochs,
         "error": 100.0 * float(metrics["val/error"]),
         "balanced_error": 100.0 * float(metrics["val/balanced_error"]),
@@ -470,18 +480,80 @@ def paper_schedule_official(args: argparse.Namespace) -> dict:
     }
 
 
+# -- compiled against eager ----------------------------------------------------------------------
+def compile_comparison(args: argparse.Namespace) -> dict:
+    """Eager and compiled training steps of ``--compile-model``, in turns; seconds of each."""
+    import copy
+
+    import torch
+    from steps import TrainingStep, batch, make_model, recipe_loss, time_steps
+
+    from ltlight.compiled import CompiledCall
+
+    device = torch.device(args.device)
+    bf16 = args.bf16 if args.bf16 is not None else device.type == "cuda"
+    eager_model = make_model(args.compile_model).to(device)
+    compiled_model = copy.deepcopy(eager_model)
+    images, labels = batch(args.compile_model, device)
+    loss = recipe_loss(args.compile_model).to(device)
+    eager = TrainingStep(eager_model, loss, images, labels, bf16=bf16)
+    call = CompiledCall(compiled_model)
+    compiled = TrainingStep(compiled_model, loss, images, labels, forward=call, bf16=bf16)
+    time_steps(eager.step, device, args.warmup)
+    first = time_steps(compiled.step, device)[0]
+    if call.failed:
+        raise RuntimeError(f"{args.compile_model} did not compile: {call.failed}")
+    time_steps(compiled.step, device, max(0, args.warmup - 1))
+    eager_s, compiled_s = [], []
+    for _ in range(args.steps):
+        eager_s += time_steps(eager.step, device)
+        compiled_s += time_steps(compiled.step, device)
+    return {"first_compiled_s": first, "eager_s": eager_s, "compiled_s": compiled_s}
+
+
+def compile_table(args: argparse.Namespace, argv: list[str], policy: str) -> int:
+    from steps import BATCH_SIZE as STEP_BATCH
+
+    print(
+        "| model (batch 128) | eager images/s | compiled images/s | compiled / eager | "
+        "first compiled step s | steps to repay it |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
+    for model in args.compile_models:
+        # Inductor's caches off: the first step compiles as in a run's first time on a machine
+        cold = {} if args.warm_cache else {"TORCHINDUCTOR_FORCE_DISABLE_CACHES": "1"}
+        found = run_worker("compile", args, [*argv, "--compile-model", model], policy, **cold)
+        eager = statistics.median(found["eager_s"])
+        compiled = statistics.median(found["compiled_s"])
+        extra = found["first_compiled_s"] - compiled
+        repay = f"{extra / (eager - compiled):,.0f}" if compiled < eager else "never"
+        print(
+            f"| {model} | {STEP_BATCH / eager:.1f} | {STEP_BATCH / compiled:.1f} | "
+            f"{eager / compiled:.2f}× | {found['first_compiled_s']:.1f} | {repay} |",
+            flush=True,
+        )
+    print(
+        f"{args.steps} steps each in turns after {args.warmup}; "
+        f"finished at load {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+    )
+    return 0
+
+
 # -- the driver ------------------------------------------------------------------------------
 WORKERS = {
     "ltlight": measure_ltlight,
     "official": measure_official,
     "paper-ltlight": paper_schedule_ltlight,
     "paper-official": paper_schedule_official,
+    "compile": compile_comparison,
 }
 
 
-def run_worker(kind: str, args: argparse.Namespace, argv: list[str], policy: str) -> dict:
+def run_worker(
+    kind: str, args: argparse.Namespace, argv: list[str], policy: str, **extra_env: str
+) -> dict:
     """One measurement in a fresh interpreter (its own peak RSS, its own OpenMP settings)."""
-    env = dict(os.environ)
+    env = dict(os.environ, **extra_env)
     if policy == "passive":
         env["OMP_WAIT_POLICY"] = "PASSIVE"
     else:
@@ -507,8 +579,7 @@ def fmt(value: float | None, spec: str = ".0f") -> str:
     return "—" if value is None else format(value, spec)
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--data-dir", default=None, help="a folder holding cifar-10-batches-py")
@@ -531,16 +602,36 @@ def main(argv: list[str] | None = None) -> int:
         "this CPU too)",
     )
     parser.add_argument("--compile", action="store_true", help="torch.compile the backbone")
+    parser.add_argument(
+        "--compile-table", action="store_true", help="compiled against eager training steps"
+    )
+    parser.add_argument(
+        "--compile-models", nargs="+", default=["resnet32", "vit"], choices=["resnet32", "vit"],
+        help="the models of --compile-table",
+    )  # fmt: skip
+    parser.add_argument("--compile-model", choices=["resnet32", "vit"], help=argparse.SUPPRESS)
     parser.add_argument("--paper-schedule", action="store_true")
     parser.add_argument("--epochs", type=int, default=200, help="epochs of --paper-schedule")
+    parser.add_argument(
+        "--skip-official", action="store_true", help="--paper-schedule: ltlight's run only"
+    )
+    parser.add_argument(
+        "--warm-cache",
+        action="store_true",
+        help="--compile-table: keep Inductor's caches (default: off, a machine's first compile)",
+    )
     parser.add_argument(
         "--official-epochs", type=int, default=2, help="official epochs timed for the schedule"
     )
     parser.add_argument("--eval-batch", type=int, default=1000, help="ltlight's eval batch")
     parser.add_argument("--images", type=int, default=None, help="keep only this many (tests)")
     parser.add_argument("--worker", choices=list(WORKERS), help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser
 
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = make_parser().parse_args(argv)
     if args.worker:
         import warnings
 
@@ -556,7 +647,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# train_speed: {machine()}; device {args.device}", flush=True)
     if args.paper_schedule:
         return paper_schedule_table(args, argv, policies[0])
+    if args.compile_table:
+        return compile_table(args, argv, policies[0])
+    return pipelines_table(args, argv, policies)
 
+
+def pipelines_table(args: argparse.Namespace, argv: list[str], policies: list[str]) -> int:
+    """ltlight against the official pipeline, ``--repeats`` alternating runs per policy."""
     results: dict[tuple[str, str], list[dict]] = {}
     for repeat in range(args.repeats):
         for policy in policies:
@@ -597,19 +694,23 @@ def main(argv: list[str] | None = None) -> int:
 
 def paper_schedule_table(args: argparse.Namespace, argv: list[str], policy: str) -> int:
     ours = run_worker("paper-ltlight", args, argv, policy)
-    official = run_worker("paper-official", args, argv, policy)
     print(
         f"\nLDAM-DRW paper schedule, {args.epochs} epochs with validation every epoch, "
-        f"{ours['source']}"
+        f"{ours['source']}; images/s: training images over the wall time"
     )
-    print("| pipeline | wall s | error % | peak RSS main MiB | GPU peak MiB | note |")
-    print("|---|---|---|---|---|---|")
+    print("| pipeline | wall s | images/s | error % | peak RSS main MiB | GPU peak MiB | note |")
+    print("|---|---|---|---|---|---|---|")
+    name = "ltlight, compile=True" if args.compile else "ltlight"
     print(
-        f"| ltlight | {ours['wall_s']:.1f} | {ours['error']:.2f} | {ours['rss_main_mib']:.0f} | "
-        f"{fmt(ours.get('gpu_peak_mib'))} | measured |"
+        f"| {name} | {ours['wall_s']:.1f} | {ours['images_per_s']:,.0f} | {ours['error']:.2f} | "
+        f"{ours['rss_main_mib']:.0f} | {fmt(ours.get('gpu_peak_mib'))} | measured |",
+        flush=True,
     )
+    if args.skip_official:
+        return 0
+    official = run_worker("paper-official", args, argv, policy)
     print(
-        f"| official | {official['wall_s']:.1f} | — | {official['rss_main_mib']:.0f} | — | "
+        f"| official | {official['wall_s']:.1f} | — | — | {official['rss_main_mib']:.0f} | — | "
         f"{official['epoch_s']:.2f} s/epoch (median of {official['epochs_measured']}) "
         f"× {args.epochs} |"
     )

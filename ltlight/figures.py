@@ -87,6 +87,18 @@ def _check_lengths(per_class_error: np.ndarray, class_counts, class_names) -> No
         )
 
 
+def _per_class_inputs(per_class_error, class_counts, class_names, many_threshold, few_threshold):
+    """Checked per-class inputs: errors, head-to-tail order, shot-group names, class names."""
+    check_thresholds(many_threshold, few_threshold)
+    errors = _numpy(per_class_error)
+    _check_lengths(errors, class_counts, class_names)
+    num_classes = len(errors)
+    order = head_to_tail_order(class_counts, num_classes)
+    groups = _group_names(class_counts, num_classes, many_threshold, few_threshold)
+    names = [str(i) for i in range(num_classes)] if class_names is None else list(class_names)
+    return errors, order, groups, names
+
+
 def _group_legend_label(name: str, many_threshold: int, few_threshold: int) -> str:
     return {
         "many": f"many-shot (> {many_threshold})",
@@ -118,13 +130,10 @@ def per_class_error_figure(
         few_threshold: few-shot means fewer training samples than this.
         title: the axes title.
     """
-    check_thresholds(many_threshold, few_threshold)
-    errors = _numpy(per_class_error)
-    _check_lengths(errors, class_counts, class_names)
+    errors, order, groups, names = _per_class_inputs(
+        per_class_error, class_counts, class_names, many_threshold, few_threshold
+    )
     num_classes = len(errors)
-    order = head_to_tail_order(class_counts, num_classes)
-    groups = _group_names(class_counts, num_classes, many_threshold, few_threshold)
-    names = [str(i) for i in range(num_classes)] if class_names is None else list(class_names)
     positions = np.arange(num_classes)
 
     width = min(max(6.0, 0.3 * num_classes + 2.5), 20.0)
@@ -291,13 +300,9 @@ def per_class_table(
     ECE, NLL, Brier score, overall and per shot group); the ones given and not NaN are listed
     after the classes (NLL and Brier as numbers, the rest in %).
     """
-    check_thresholds(many_threshold, few_threshold)
-    errors = _numpy(per_class_error)
-    _check_lengths(errors, class_counts, class_names)
-    num_classes = len(errors)
-    order = head_to_tail_order(class_counts, num_classes)
-    groups = _group_names(class_counts, num_classes, many_threshold, few_threshold)
-    names = [str(i) for i in range(num_classes)] if class_names is None else list(class_names)
+    errors, order, groups, names = _per_class_inputs(
+        per_class_error, class_counts, class_names, many_threshold, few_threshold
+    )
     counts = None if class_counts is None else _numpy(class_counts)
 
     table = Table(title=title)

@@ -19,6 +19,7 @@ from ltlight._lightning_internals import hyperparameters_given_by_cli
 from ltlight.calibration import PostHocCalibration
 from ltlight.checkpoints import load_backbone_weights
 from ltlight.checks import check_class_counts, check_integer, check_range
+from ltlight.compiled import CompiledCall
 from ltlight.losses import CrossEntropyLoss
 from ltlight.losses.base import float_logits
 from ltlight.metrics import SCALAR_KEYS, LongTailMetrics
@@ -48,9 +49,12 @@ class LongTailModule(L.LightningModule):
         ece_bins: equal-width confidence bins of the expected calibration error.
         channels_last: run the backbone in the ``channels_last`` memory format (faster convolutions
             on GPUs with tensor cores).
-        compile: compile the backbone with ``torch.compile`` (in place, so parameter names and
-            checkpoints are unchanged); it compiles at the first batch, which takes a while. Off by
-            default: on the CPU it needs a C++ compiler and rarely pays for short runs.
+        compile: run the backbone through ``torch.compile``
+            (:class:`~ltlight.compiled.CompiledCall`: compiled at the first batch of each shape,
+            on the module's device, static shapes; parameter names and checkpoints unchanged; a
+            backbone that cannot compile runs eagerly with one warning). Off by default:
+            compiling takes a while (tens of seconds for a ResNet-32 on the CPU, where it also
+            needs a C++ compiler); the README's table says when it pays.
         callbacks: the method's schedule (DRW, DRS, a γ schedule): callbacks that belong to the
             method rather than to the run, merged into the trainer's by ``configure_callbacks``.
             A config then says a method in one place.
@@ -126,11 +130,10 @@ class LongTailModule(L.LightningModule):
         self.preprocessing: Preprocessing | None = None
         self.val_metrics: LongTailMetrics | None = None
         self.test_metrics: LongTailMetrics | None = None
-        self.compile_backbone = compile
         if channels_last:
             self.backbone.to(memory_format=torch.channels_last)
-        if compile:
-            self.backbone.compile()
+        #: The compiled backbone (a plain object: its weights are the backbone's), or ``None``.
+        self.compiled_backbone = CompiledCall(self.backbone) if compile else None
         self.init_weights = init_weights
         self.mixup_alpha = float(mixup_alpha)
         #: Post-hoc calibration (temperature, logit adjustment), saved in checkpoints.
@@ -213,7 +216,8 @@ class LongTailModule(L.LightningModule):
         """Images → logits ``(N, C)``."""
         if self.channels_last and images.dim() == 4:
             images = images.contiguous(memory_format=torch.channels_last)
-        logits = self.backbone(images)
+        backbone = self.backbone if self.compiled_backbone is None else self.compiled_backbone
+        logits = backbone(images)
         if self.class_scale is not None:
             logits = logits * self.class_scale
         return logits

@@ -1,9 +1,10 @@
 """Two-process DDP (gloo, CPU) over image files, class-balanced from epoch 1; see test_ddp_files.py.
 
-``python tests/ddp_files_worker.py OUT_DIR IMAGE_FOLDER``: Lightning's DDP launcher runs this file
-again for rank 1. Each rank trains on ``IMAGE_FOLDER/train`` with ImageFolderLTDataModule (one
-decoding worker per rank) and writes ``OUT_DIR/rank<r>.json``: the class counts its datamodule
-and module hold, and per epoch the sampler's mode, this rank's indices and the labels it trained on.
+``python tests/ddp_files_worker.py OUT_DIR IMAGE_FOLDER [DECODER]``: Lightning's DDP launcher runs
+this file again for rank 1. Each rank trains on ``IMAGE_FOLDER/train`` with ImageFolderLTDataModule
+(one decoding worker, or DALI thread, per rank) and writes ``OUT_DIR/rank<r>.json``: the class
+counts its datamodule and module hold, and per epoch the sampler's mode, this rank's indices, the
+labels it trained on and the sum of each batch's images.
 """
 
 import json
@@ -22,10 +23,10 @@ EPOCHS = 2
 DRS_EPOCH = 1
 
 
-def make_datamodule(folder: str) -> ImageFolderLTDataModule:
+def make_datamodule(folder: str, decoder: str = "pil") -> ImageFolderLTDataModule:
     return ImageFolderLTDataModule(
         train=f"{folder}/train", test=f"{folder}/test", batch_size=4, eval_batch_size=8,
-        num_workers=1, image_size=16, resize=20, seed=5,
+        num_workers=1, image_size=16, resize=20, seed=5, decoder=decoder,
     )  # fmt: skip
 
 
@@ -50,14 +51,16 @@ class Recorder(L.Callback):
                     "class_balanced": sampler.class_balanced,
                     "indices": sampler.indices().tolist(),
                     "labels": [],
+                    "image_sums": [],
                 }
             )
         self.epochs[-1]["labels"] += batch[1].tolist()
+        self.epochs[-1]["image_sums"].append(batch[0].double().sum().item())
 
 
-def main(out_dir: Path, folder: str) -> None:
+def main(out_dir: Path, folder: str, decoder: str) -> None:
     L.seed_everything(0)
-    module, datamodule, recorder = make_module(), make_datamodule(folder), Recorder()
+    module, datamodule, recorder = make_module(), make_datamodule(folder, decoder), Recorder()
     trainer = L.Trainer(
         max_epochs=EPOCHS, accelerator="cpu", devices=2, strategy="ddp", callbacks=[recorder],
         logger=False, enable_checkpointing=False, enable_progress_bar=False,
@@ -75,4 +78,4 @@ def main(out_dir: Path, folder: str) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), sys.argv[2])
+    main(Path(sys.argv[1]), sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else "pil")

@@ -5,6 +5,7 @@ Times are never asserted: the machines that run the tests are shared and noisy.
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -92,7 +93,35 @@ def test_data_files_table_prints_both_pipelines_and_their_ratio(tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [line for line in done.stdout.splitlines() if line.startswith("| ")]
-    names = [row.split("|")[1].split()[0] for row in rows]
-    assert names == ["pipeline", "torchvision", "ltlight", "CPU", "torchvision", "ltlight"]
-    assert rows[1].split("|")[3].strip() == rows[4].split("|")[3].strip() == "1.00×"
+    names = [" ".join(row.split("|")[1].split()[:3]) for row in rows]
+    assert names == [
+        "pipeline (RandomResizedCrop 224",
+        "torchvision ImageFolder +",
+        "ltlight ImageFolderLTDataModule, decoder=pil",
+        "ltlight ImageFolderLTDataModule, decoder=dali",
+    ]
+    cells = [[cell.strip() for cell in row.split("|")[2:-1]] for row in rows[1:]]
+    assert cells[0][1] == cells[0][3] == "1.00×"  # torchvision's images/s and CPU ratios
+    assert all(float(row[2]) > 0 for row in cells)  # CPU ms per image, counted for every pipeline
     assert len(list((tmp_path / "jpegs").rglob("*.jpg"))) == 40
+
+
+@pytest.mark.slow  # every benchmark of the GPU script once, small, on the CPU: ~2-3 min
+def test_gpu_script_runs_every_stage_in_its_reduced_cpu_mode(tmp_path):
+    done = subprocess.run(
+        ["bash", str(BENCHMARKS / "gpu.sh"), "--cpu"],
+        capture_output=True, text=True, timeout=1800,
+        env={**os.environ, "JPEG_DIR": str(tmp_path / "jpegs")},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "(failed" not in done.stdout and "(stopped" not in done.stdout
+    stages = done.stdout.split("\n## ")[1:]
+    assert [stage.split(".")[0] for stage in stages] == ["1", "2", "3", "4", "5"]
+    first_cells = [
+        {line.split("|")[1].strip() for line in stage.splitlines() if line.startswith("| ")}
+        for stage in stages
+    ]
+    assert "ltlight" in first_cells[0] and "ltlight, compile=True" in first_cells[1]
+    assert "resnet32" in first_cells[2]
+    assert any("decoder=dali" in cell for cell in first_cells[3])
+    assert {"F.cross_entropy", "LDAMLoss (cosine logits) + DRW"} <= first_cells[4]

@@ -68,3 +68,19 @@ def test_convert_refuses_to_overwrite_and_the_command_line_converts(image_folder
         main(args)
     with pytest.raises(FileNotFoundError, match="convert a dataset first"):
         _ = StreamingLTDataModule(str(tmp_path / "absent")).class_counts
+
+
+def test_a_stream_decodes_with_dali_as_the_files_do(converted, image_folder_dir, tmp_path):
+    pytest.importorskip("nvidia.dali", reason="the dali extra is in the dev extra")
+    _, out = converted
+    files = ImageFolderLTDataModule(
+        train=f"{image_folder_dir}/train", test=f"{image_folder_dir}/test", val_per_class=1,
+        decoder="dali", **SMALL,
+    )  # fmt: skip
+    streamed = StreamingLTDataModule(
+        str(out), cache_dir=str(tmp_path / "cache"), decoder="dali", **SMALL
+    )
+    a, b = files.train_dataloader(), streamed.train_dataloader()
+    a.sampler.set_epoch(2), b.sampler.set_epoch(2)
+    for (x, y), (u, v) in zip(a, b, strict=True):
+        assert torch.equal(y, v) and torch.equal(x, u)

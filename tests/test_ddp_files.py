@@ -1,5 +1,6 @@
-"""DDP over image files with Lightning's own strategy: 2 CPU processes (gloo), decoding workers,
-class-balanced re-sampling from epoch 1 — checked against one process's EpochSampler."""
+"""DDP over image files with Lightning's own strategy: 2 CPU processes (gloo), decoding workers
+(Pillow) or threads (DALI), class-balanced re-sampling from epoch 1 — checked against one
+process's EpochSampler and, pixel for pixel, one process's Pillow loader of each rank."""
 
 import json
 import os
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import ddp_files_worker
 import pytest
+import torch
 from conftest import FOLDER_COUNTS
 
 from ltlight.data.sampling import EpochSampler
@@ -19,13 +21,20 @@ WORKER = Path(__file__).with_name("ddp_files_worker.py")
 pytestmark = pytest.mark.slow  # two processes start and train: ~45 s on 2 cores
 
 
+@pytest.fixture(scope="module", params=["pil", "dali"])
+def decoder(request):
+    if request.param == "dali":
+        pytest.importorskip("nvidia.dali", reason="the dali extra is in the dev extra")
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def ranks(image_folder_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("ddp_files")
+def ranks(image_folder_dir, tmp_path_factory, decoder):
+    out = tmp_path_factory.mktemp(f"ddp_files_{decoder}")
     env = dict(os.environ, WANDB_MODE="disabled", PYTHONUNBUFFERED="1")
     env.pop("LOCAL_RANK", None)
     result = subprocess.run(
-        [sys.executable, str(WORKER), str(out), str(image_folder_dir)],
+        [sys.executable, str(WORKER), str(out), str(image_folder_dir), decoder],
         cwd=out, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-4000:]
@@ -56,3 +65,18 @@ def test_each_rank_trains_on_a_disjoint_shard_of_one_draw_class_balanced_from_ep
             assert rank["epochs"][epoch]["labels"] == labels[indices].tolist()
         if not balanced:
             assert sorted(order.tolist()) == list(range(len(labels)))
+
+
+def test_each_rank_trains_on_the_pixels_of_one_process_pillow_loader_of_its_shard(
+    ranks, image_folder_dir, decoder
+):
+    """Pillow at full size is DALI's reference (bit-equal); the Pillow run keeps its ``draft``."""
+    datamodule = ddp_files_worker.make_datamodule(str(image_folder_dir))
+    for r, rank in enumerate(ranks):
+        loader = datamodule.make_loader("train", 4, torch.device("cpu"), rank=r, world_size=2)
+        loader.dataset.draft = decoder == "pil"
+        for epoch, seen in enumerate(rank["epochs"]):
+            loader.sampler.set_epoch(epoch)
+            loader.class_balanced = seen["class_balanced"]
+            sums = [images.double().sum().item() for images, _ in loader]
+            assert sums == seen["image_sums"], (decoder, r, epoch)

@@ -1,6 +1,6 @@
-"""Exact resume over image files: a run interrupted mid-epoch, with decoding worker processes,
-class-balanced re-sampling and colour jitter, resumes to bit-identical weights (Lightning's real
-Trainer, CPU)."""
+"""Exact resume over image files: a run interrupted mid-epoch, with decoding worker processes
+(Pillow) or threads (DALI), class-balanced re-sampling and colour jitter, resumes to
+bit-identical weights (Lightning's real Trainer, CPU)."""
 
 import lightning as L
 import pytest
@@ -28,10 +28,10 @@ def make_module():
     )
 
 
-def make_data(folder):
+def make_data(folder, decoder):
     return ImageFolderLTDataModule(
         train=f"{folder}/train", val_per_class=1, batch_size=8, num_workers=2,
-        image_size=16, resize=20, seed=3,
+        image_size=16, resize=20, seed=3, decoder=decoder,
     )  # fmt: skip
 
 
@@ -56,18 +56,21 @@ class CrashAt(L.Callback):
             raise Crash(f"crash at step {self.step}")
 
 
-@pytest.mark.slow  # three fits with worker processes: ~1 min on 2 cores
-def test_a_mid_epoch_crash_with_workers_resumes_bit_exact(image_folder_dir, tmp_path):
+@pytest.mark.slow  # three fits with worker processes: ~1 min on 2 cores (DALI: ~20 s)
+@pytest.mark.parametrize("decoder", ["pil", "dali"])
+def test_a_mid_epoch_crash_with_workers_resumes_bit_exact(image_folder_dir, tmp_path, decoder):
+    if decoder == "dali":
+        pytest.importorskip("nvidia.dali", reason="the dali extra is in the dev extra")
     uninterrupted = make_module()
     make_trainer(tmp_path / "a", [ModelCheckpoint(save_top_k=0)]).fit(
-        uninterrupted, datamodule=make_data(image_folder_dir)
+        uninterrupted, datamodule=make_data(image_folder_dir, decoder)
     )
     # 32 training images, batch 8: 4 steps per epoch; step 6 is batch 2 of the class-balanced
     # epoch 1, with the decoding workers' prefetched batches in flight.
     on_crash = OnExceptionCheckpoint(dirpath=tmp_path, filename="crash")
     with pytest.raises(Crash):
         make_trainer(tmp_path / "b", [on_crash, CrashAt(step=6)]).fit(
-            make_module(), datamodule=make_data(image_folder_dir)
+            make_module(), datamodule=make_data(image_folder_dir, decoder)
         )
     saved = torch.load(tmp_path / "crash.ckpt", weights_only=True)
     assert saved["loops"]["fit_loop"]["state_dict"]["combined_loader"] == [
@@ -75,7 +78,7 @@ def test_a_mid_epoch_crash_with_workers_resumes_bit_exact(image_folder_dir, tmp_
     ]
     resumed = make_module()
     make_trainer(tmp_path / "c").fit(
-        resumed, datamodule=make_data(image_folder_dir), ckpt_path=tmp_path / "crash.ckpt"
+        resumed, datamodule=make_data(image_folder_dir, decoder), ckpt_path=tmp_path / "crash.ckpt"
     )
     expected, got = uninterrupted.state_dict(), resumed.state_dict()
     assert expected.keys() == got.keys()

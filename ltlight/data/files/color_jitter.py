@@ -96,8 +96,20 @@ def color_jitter(images: Tensor, strength: float, generator: torch.Generator) ->
     """
     if strength == 0 or len(images) == 0:
         return images.float()
-    batch, device = images.shape[0], images.device
+    factors, order = draw_jitter(len(images), strength, generator)
+    return color_jitter_with(images, factors, order, maximum=255.0)
+
+
+def draw_jitter(batch: int, strength: float, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """The random numbers of :func:`color_jitter` for ``batch`` images, in its order of draws.
+
+    Returns ``(factors, order)``, each ``(batch, 3)`` on ``generator``'s device: factors uniform in
+    ``[max(0, 1 − s), 1 + s]``, and a random permutation of the three operations per image.
+    A decoder that jitters elsewhere (DALI's) draws them here and applies
+    :func:`color_jitter_with` later: the same numbers, the same map.
+    """
+    device = generator.device
     low, high = max(0.0, 1.0 - strength), 1.0 + strength
     factors = torch.rand(batch, 3, generator=generator, device=device) * (high - low) + low
     order = torch.rand(batch, 3, generator=generator, device=device).argsort(dim=1)
-    return color_jitter_with(images, factors, order, maximum=255.0)
+    return factors, order

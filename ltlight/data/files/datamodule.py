@@ -35,9 +35,10 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from ltlight.checks import check_choice, check_integer, check_range
 from ltlight.data.base import SplitDataModule
+from ltlight.data.files.dali import require_dali
 from ltlight.data.files.dataset import ImageFileDataset, missing_files
 from ltlight.data.files.image_list import ImageList, check_labels
-from ltlight.data.files.loader import FileDataLoader
+from ltlight.data.files.loader import DECODERS, FileDataLoader
 from ltlight.data.files.multilabel import check_positives, group_summary, positives_per_class
 from ltlight.data.profiles import (
     check_imbalance_ratio,
@@ -81,7 +82,10 @@ class FileLongTailDataModule(SplitDataModule):
         skip_bad_images: drop missing files at set-up, and images that do not decode when they
             are loaded, with a warning naming them, instead of raising.
         decode_on_device: decode JPEGs batch-wise on the training device (nvJPEG on a GPU);
-            workers then only read files.
+            workers then only read files. With ``decoder="dali"``: DALI's ``mixed`` decoding.
+        decoder: ``"pil"`` (Pillow in worker processes) or ``"dali"`` (NVIDIA DALI decodes only
+            each crop's region, in ``num_workers`` threads; ``pip install 'ltlight[dali]'``):
+            the same crop boxes, flips and jitter, from the same per-sample generators.
         sampling: the training order: ``"instance"`` (a shuffle), ``"class_balanced"`` or
             ``"class_aware"`` (DB-loss's sampler; :class:`~ltlight.data.sampling.EpochSampler`).
     """
@@ -108,6 +112,7 @@ class FileLongTailDataModule(SplitDataModule):
         check_files: bool = True,
         skip_bad_images: bool = False,
         decode_on_device: bool = False,
+        decoder: str = "pil",
         val_fraction: float = 0.0,
         sampling: str = "instance",
     ) -> None:
@@ -129,6 +134,9 @@ class FileLongTailDataModule(SplitDataModule):
         self.check_files = check_files
         self.skip_bad_images = skip_bad_images
         self.decode_on_device = decode_on_device
+        self.decoder = check_choice("decoder", decoder, DECODERS)
+        if decoder == "dali":
+            require_dali()  # a missing extra fails here, at configuration, in one line
         self._lists: dict[str, ImageList | None] | None = None
         self._class_names: list[str] = []
 
@@ -325,5 +333,6 @@ class FileLongTailDataModule(SplitDataModule):
             num_workers=self.num_workers,
             device=device,
             decode_on_device=self.decode_on_device,
+            decoder=self.decoder,
             sampling=self.sampling if split == "train" else "instance",
         )

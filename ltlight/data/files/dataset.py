@@ -9,10 +9,10 @@ hand over uint8 crops, and normalisation and the float conversion run on the tra
 
 JPEG decoding is where the time goes. On the CPU, Pillow (libjpeg-turbo) decodes with ``draft``:
 libjpeg scales the DCT by 1/2, 1/4 or 1/8 while decoding when the crop still keeps at least the
-output size, so a large photo is never decoded at full size only to be shrunk. With
-``decode_device`` a CUDA device, workers only read the file and draw the crop; the batch is
-decoded at once by ``torchvision.io.decode_jpeg(device="cuda")`` (nvJPEG) in the main process and
-cropped there (:func:`decode_batch_on_device`; the same code path runs on the CPU).
+output size, so a large photo is never decoded at full size only to be shrunk. Decoding
+elsewhere — batch-wise on the training device by ``torchvision.io.decode_jpeg`` (nvJPEG on a GPU,
+:func:`decode_batch_on_device`), or by DALI (:mod:`ltlight.data.files.dali`) — the dataset
+only reads the file and draws the sample's random numbers: an :class:`EncodedImage`.
 
 Every random number of a sample comes from a ``torch.Generator`` seeded with the seed the sampler
 hands over with the index, so the crop and flip of a sample are a pure function of
@@ -23,7 +23,7 @@ import io
 import math
 import os
 import warnings
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -32,7 +32,7 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ltlight.data.files.color_jitter import color_jitter
+from ltlight.data.files.color_jitter import color_jitter, draw_jitter
 from ltlight.data.files.image_list import ImageList
 
 #: RandomResizedCrop's defaults (torchvision, and every ImageNet-LT recipe).
@@ -87,6 +87,37 @@ class BadImageError(RuntimeError):
     """An image file that is missing or does not decode; the message names the file."""
 
 
+class EncodedImage(NamedTuple):
+    """A sample whose decoding happens outside the dataset: the file and its random numbers.
+
+    Attributes:
+        data: the file's bytes, uint8 ``(n,)``.
+        box: ``(top, left, h, w)`` of the crop in the full-size image.
+        flip: whether the crop is flipped horizontally.
+        jitter: ``(factors, order)`` of the sample's colour jitter, each ``(1, 3)``
+            (:func:`~ltlight.data.files.color_jitter.draw_jitter` from the sample's generator),
+            or ``None`` when the sample is not jittered one by one.
+        path: the file, for messages.
+    """
+
+    data: Tensor
+    box: tuple[int, int, int, int]
+    flip: bool
+    jitter: tuple[Tensor, Tensor] | None
+    path: str
+
+
+def resize_and_flip(pixels: Tensor, size: int, flip: bool) -> Tensor:
+    """uint8 ``(3, h, w)`` crop → ``(3, size, size)``: antialiased bilinear, then flip.
+
+    The one resize of every CPU decoder (Pillow's crops and DALI's regions alike); fastest when
+    ``pixels`` is a channels-last view (an ``(h, w, 3)`` array permuted), as decoders give it.
+    The result keeps that layout: whoever stacks or normalises the crops copies it anyway.
+    """
+    crop = TF.resize(pixels, [size, size], antialias=True)
+    return crop.flip(-1) if flip else crop
+
+
 class ImageFileDataset(Dataset):
     """``(uint8 (3, size, size) crop, label, path)`` of the images in an :class:`ImageList`; the
     label is a class index, or a float ``(C,)`` target row for multi-label lists.
@@ -100,8 +131,8 @@ class ImageFileDataset(Dataset):
         draft: let libjpeg decode at 1/2, 1/4 or 1/8 scale when the crop keeps ≥ ``size`` pixels.
         color_jitter: strength of the per-image colour jitter applied here (training only; 0: the
             loader jitters the batch on the device instead, or not at all).
-        decode_in_worker: decode here (``True``) or return the file's bytes and the crop box for
-            :func:`decode_batch_on_device` (``False``).
+        decode_in_worker: decode here (``True``) or return an :class:`EncodedImage` for a
+            decoder outside the dataset (``False``).
         skip_bad_images: return ``None`` as the image of a file that is missing or does not decode
             (the loader drops it and warns) instead of raising :class:`BadImageError`.
     """
@@ -148,15 +179,28 @@ class ImageFileDataset(Dataset):
         else:
             box, flip = center_crop_box(height, width, self.resize, self.size), False
         if not self.decode_in_worker:
-            return (torch.frombuffer(bytearray(data), dtype=torch.uint8), box, flip), label, path
+            jitter = None
+            if self.train and self.color_jitter > 0:
+                jitter = draw_jitter(1, self.color_jitter, generator)
+            encoded = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+            return EncodedImage(encoded, box, flip, jitter, path), label, path
         try:
-            crop = self._decode_crop(image, box, flip)
+            crop = self._decode_crop(image, box, flip, self.draft)
         except (OSError, ValueError) as error:
             return self._bad(path, label, error)
         if self.train and self.color_jitter > 0:
-            jittered = color_jitter(crop.unsqueeze(0), self.color_jitter, generator)
-            crop = jittered.round_().to(torch.uint8).squeeze(0)
+            crop = round_to_uint8(color_jitter(crop.unsqueeze(0), self.color_jitter, generator))[0]
         return crop, label, path
+
+    def decode_encoded(self, sample: EncodedImage) -> Tensor | None:
+        """What :meth:`__getitem__` decodes in a worker, from an :class:`EncodedImage`, with
+        Pillow at full size (no ``draft``); ``None`` for a file that does not decode when
+        ``skip_bad_images``, else :class:`BadImageError`. The jitter is left to the caller."""
+        try:
+            image = Image.open(io.BytesIO(sample.data.numpy().tobytes()))
+            return self._decode_crop(image, sample.box, sample.flip, draft=False)
+        except (OSError, ValueError, UnidentifiedImageError) as error:
+            return self._bad(sample.path, -1, error)[0]
 
     def read_bytes(self, index: int) -> bytes:
         """The encoded image of sample ``index`` (a subclass may read it from elsewhere)."""
@@ -164,11 +208,11 @@ class ImageFileDataset(Dataset):
             return f.read()
 
     def _decode_crop(
-        self, image: Image.Image, box: tuple[int, int, int, int], flip: bool
+        self, image: Image.Image, box: tuple[int, int, int, int], flip: bool, draft: bool
     ) -> Tensor:
         top, left, h, w = box
         full_width, full_height = image.size
-        if self.draft and image.format == "JPEG":
+        if draft and image.format == "JPEG":
             # The smallest DCT scale at which the crop still has >= size pixels per side.
             image.draft(
                 "RGB",
@@ -181,8 +225,7 @@ class ImageFileDataset(Dataset):
             image = image.convert("RGB")
         region = image.crop((left, top, left + w, top + h))  # decodes, copies only the crop
         pixels = torch.from_numpy(np.array(region)).permute(2, 0, 1)  # CHW view, channels-last
-        crop = TF.resize(pixels, [self.size, self.size], antialias=True)
-        return crop.flip(-1).contiguous() if flip else crop.contiguous()
+        return resize_and_flip(pixels, self.size, flip)
 
     def _bad(
         self, path: str, label: int | Tensor, error: BaseException
@@ -193,12 +236,17 @@ class ImageFileDataset(Dataset):
         raise BadImageError(f"{path}: image {reason} ({error}); pass skip_bad_images=True to skip")
 
 
+def round_to_uint8(images: Tensor) -> Tensor:
+    """A jittered float batch on the uint8 scale back to uint8, rounded (what workers hand over)."""
+    return images.round_().to(torch.uint8)
+
+
 def collate(samples: list[tuple[Any, int | Tensor, str]]) -> tuple[Any, Tensor, list[str]]:
     """Stack a batch; images that are ``None`` (skipped bad files) are dropped, their paths kept.
 
     Returns ``(images, labels, bad_paths)``; ``images`` is a uint8 ``(B, 3, S, S)`` tensor, or for
-    on-device decoding a list of ``(bytes, box, flip)``; ``labels`` int64 ``(B,)``, or float
-    ``(B, C)`` multi-label targets.
+    decoding outside the workers a list of :class:`EncodedImage`; ``labels`` int64 ``(B,)``, or
+    float ``(B, C)`` multi-label targets.
     """
     good = [(image, label) for image, label, _ in samples if image is not None]
     bad = [path for image, _, path in samples if image is None]
@@ -213,9 +261,7 @@ def collate(samples: list[tuple[Any, int | Tensor, str]]) -> tuple[Any, Tensor, 
     return images, labels, bad
 
 
-def decode_batch_on_device(
-    encoded: list[tuple[Tensor, tuple[int, int, int, int], bool]], size: int, device: torch.device
-) -> Tensor:
+def decode_batch_on_device(encoded: list[EncodedImage], size: int, device: torch.device) -> Tensor:
     """Decode a batch of JPEG bytes on ``device`` (nvJPEG on a GPU) and crop / flip each image.
 
     Returns uint8 ``(B, 3, size, size)`` on ``device``.
@@ -227,12 +273,13 @@ def decode_batch_on_device(
         from torchvision.io import ImageReadMode, decode_jpeg
 
         decoded = decode_jpeg(
-            [data for data, _, _ in encoded], mode=ImageReadMode.RGB, device=device
+            [sample.data for sample in encoded], mode=ImageReadMode.RGB, device=device
         )
     crops = []
-    for image, (_, (top, left, h, w), flip) in zip(decoded, encoded, strict=True):
+    for image, sample in zip(decoded, encoded, strict=True):
+        top, left, h, w = sample.box
         crop = TF.resized_crop(image, top, left, h, w, [size, size], antialias=True)
-        crops.append(crop.flip(-1) if flip else crop)
+        crops.append(crop.flip(-1) if sample.flip else crop)
     return torch.stack(crops) if crops else torch.empty(0, 3, size, size, dtype=torch.uint8)
 
 
