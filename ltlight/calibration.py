@@ -8,7 +8,7 @@ any post-hoc callback ran) loads as uncalibrated.
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -43,12 +43,14 @@ class PostHocCalibration(nn.Module):
     tau: Tensor
     offset: Tensor
     classifier_tau: Tensor
+    #: The buffers and their values before anything is fitted.
+    unfitted: ClassVar = _UNFITTED
 
     def __init__(self) -> None:
         super().__init__()
-        for name, unfitted in _UNFITTED.items():
+        for name, unfitted in self.unfitted.items():
             self.register_buffer(name, unfitted())
-        self.register_load_state_dict_pre_hook(_match_saved_shapes)
+        self.register_load_state_dict_pre_hook(match_saved_shapes)
 
     def set_temperature(self, value: float) -> None:
         """Set ``T`` of temperature scaling (a finite number > 0)."""
@@ -98,10 +100,10 @@ class PostHocCalibration(nn.Module):
         return self.adjust(logits) / self.temperature.to(logits.dtype)
 
 
-def _match_saved_shapes(module: PostHocCalibration, state_dict: dict, prefix: str, *_: Any) -> None:
-    """Before loading: the offset's length is the class count once set, 0 before; a key absent
-    from the checkpoint means unfitted."""
-    for name, unfitted in _UNFITTED.items():
+def match_saved_shapes(module: nn.Module, state_dict: dict, prefix: str, *_: Any) -> None:
+    """Before loading: a per-class buffer's length is the class count once set, 0 before; a key
+    absent from the checkpoint means unfitted (``module.unfitted`` names the buffers)."""
+    for name, unfitted in module.unfitted.items():
         saved = state_dict.setdefault(prefix + name, unfitted())
         current = getattr(module, name)
         if saved.shape != current.shape:

@@ -20,9 +20,15 @@ from ltlight.calibration import PostHocCalibration
 from ltlight.checkpoints import load_backbone_weights
 from ltlight.checks import check_class_counts, check_integer, check_range
 from ltlight.compiled import CompiledCall
+from ltlight.label_decision import LabelDecision
 from ltlight.losses import CrossEntropyLoss
 from ltlight.losses.base import float_logits
-from ltlight.metrics import SCALAR_KEYS, LongTailMetrics
+from ltlight.metrics import (
+    MULTILABEL_SCALAR_KEYS,
+    SCALAR_KEYS,
+    LongTailMetrics,
+    MultiLabelMetrics,
+)
 from ltlight.models.heads import get_classifier
 from ltlight.optim import paper_sgd
 from ltlight.preprocessing import Preprocessing
@@ -74,6 +80,14 @@ class LongTailModule(L.LightningModule):
     checkpoint): ``temperature`` ``T`` (1.0 until fitted), ``logit_adjustment_tau`` ``τ`` (0.0
     until set) and the offset ``−τ·log π (+ log q)``. :meth:`predict_proba`, and so every metric
     and prediction, uses them: ``softmax((z − τ·log π + log q) / T)``.
+
+    Multi-label data (a datamodule with ``multi_label = True``, or float targets ``(N, C)``:
+    1 positive, 0 negative, NaN unknown — left out of the loss and the metrics) trains with a
+    sigmoid loss; the probabilities are the label-wise sigmoids ``σ(z_c / T_c)`` and the metrics
+    are :class:`~ltlight.metrics.MultiLabelMetrics` (``val/map``, ``val/head_map``, ...), F1 at
+    the thresholds in ``module.label_decision`` (:class:`~ltlight.label_decision.LabelDecision`:
+    per-label ``T`` and threshold, 1 and 0.5 until :class:`~ltlight.callbacks.ThresholdTuning`
+    fits them; saved with the checkpoint).
 
     Every run gets :class:`~ltlight.callbacks.StopOnNonFiniteLoss` and
     :class:`~ltlight.callbacks.RNGState` (exact resume) unless the trainer has its own.
@@ -128,8 +142,13 @@ class LongTailModule(L.LightningModule):
         self.class_counts: list[int] | None = None
         #: The datamodule's evaluation preprocessing (set at set-up, saved in checkpoints).
         self.preprocessing: Preprocessing | None = None
-        self.val_metrics: LongTailMetrics | None = None
-        self.test_metrics: LongTailMetrics | None = None
+        self.val_metrics: LongTailMetrics | MultiLabelMetrics | None = None
+        self.test_metrics: LongTailMetrics | MultiLabelMetrics | None = None
+        #: Multi-label data (float (N, C) targets): from the datamodule, the targets or the
+        #: checkpoint.
+        self.multi_label = False
+        #: Per-label temperature and decision threshold (multi-label), saved in checkpoints.
+        self.label_decision = LabelDecision()
         if channels_last:
             self.backbone.to(memory_format=torch.channels_last)
         #: The compiled backbone (a plain object: its weights are the backbone's), or ``None``.
@@ -169,6 +188,10 @@ class LongTailModule(L.LightningModule):
             )
         self.class_counts = counts
         self.preprocessing = Preprocessing.from_datamodule(datamodule) or self.preprocessing
+        self.multi_label = bool(getattr(datamodule, "multi_label", False)) or self.multi_label
+        num_images = getattr(datamodule, "num_train_samples", None)
+        if num_images is not None and hasattr(self.loss, "set_num_samples"):
+            self.loss.set_num_samples(int(num_images))  # the DB loss's prior n_c / N
 
         if stage == "fit" and self.init_weights is not None:
             load_backbone_weights(self.backbone, self.init_weights)
@@ -202,7 +225,17 @@ class LongTailModule(L.LightningModule):
             raise ValueError(f"the number of classes disagrees: {described}")
         return next(iter(known.values()))
 
-    def _make_metrics(self, num_classes: int, counts: Sequence[int] | None) -> LongTailMetrics:
+    def _make_metrics(
+        self, num_classes: int, counts: Sequence[int] | None
+    ) -> LongTailMetrics | MultiLabelMetrics:
+        if self.multi_label:
+            return MultiLabelMetrics(
+                num_classes,
+                counts,
+                self.many_shot_threshold,
+                self.few_shot_threshold,
+                self.ece_bins,
+            )
         return LongTailMetrics(
             num_classes,
             class_counts=counts,
@@ -268,12 +301,21 @@ class LongTailModule(L.LightningModule):
         per_sample = getattr(self.loss, "per_sample", None)
         if per_sample is None:
             return self.loss(logits, target)
-        return per_sample(logits, target).float().mean()
+        values = per_sample(logits, target).float()
+        if target.dim() == 2:  # multi-label: the mean over the known (not NaN) entries
+            known = ~target.isnan()
+            return torch.where(known, values, 0.0).sum() / known.sum()
+        return values.mean()
 
     def predict_proba(self, logits: Tensor) -> Tensor:
         """The predictive distribution ``softmax((z' − τ·log π + log q) / T)``: ``z'`` the loss's
         predictive logits (LDAM: ``s·z``; sigmoid losses: ``log σ(z)``), then the post-hoc
-        logit adjustment and temperature (identity until fitted)."""
+        logit adjustment and temperature (identity until fitted). Multi-label: the label
+        probabilities ``σ(z_c / T_c)``, per-label ``T`` from ``label_decision``."""
+        if self.multi_label:
+            label_logits = getattr(self.loss, "label_logits", None)
+            z = logits if label_logits is None else label_logits(logits)
+            return self.label_decision(float_logits(z))
         return torch.softmax(self.calibration(self.predictive_logits(logits)), dim=-1)
 
     @torch.no_grad()
@@ -300,6 +342,7 @@ class LongTailModule(L.LightningModule):
 
     def training_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
         images, target = batch
+        self._notice_multi_label(target)
         if self.mixup_alpha > 0:
             lam = float(np.random.beta(self.mixup_alpha, self.mixup_alpha))  # noqa: NPY002
             perm = torch.randperm(images.shape[0], device=images.device)
@@ -322,8 +365,20 @@ class LongTailModule(L.LightningModule):
         images = batch[0] if isinstance(batch, (list, tuple)) else batch
         return self.predict_proba(self(images))
 
+    def _notice_multi_label(self, target: Tensor) -> None:
+        """Float ``(N, C)`` targets from a datamodule that did not say ``multi_label``: switch
+        the probabilities and the metrics to multi-label (a shape check, no host sync)."""
+        if target.dim() == 2 and target.is_floating_point() and not self.multi_label:
+            self.multi_label = True
+            for name in ("val_metrics", "test_metrics"):
+                if getattr(self, name) is not None:
+                    metrics = self._make_metrics(target.shape[1], self.class_counts)
+                    setattr(self, name, metrics.to(self.device))
+
     def _evaluate(self, batch: Sequence[Tensor], metrics: LongTailMetrics, prefix: str) -> None:
         images, target = batch
+        self._notice_multi_label(target)
+        metrics = getattr(self, f"{prefix}_metrics")
         logits = self(images)
         self.log(f"{prefix}/loss", self.evaluation_loss(logits, target), sync_dist=True)
         metrics.update(self.predict_proba(logits), target)
@@ -334,12 +389,17 @@ class LongTailModule(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._log_metrics(self.test_metrics, "test")
 
-    def _log_metrics(self, metrics: LongTailMetrics, prefix: str) -> None:
+    def _log_metrics(self, metrics: LongTailMetrics | MultiLabelMetrics, prefix: str) -> None:
+        if isinstance(metrics, MultiLabelMetrics):
+            metrics.set_thresholds(self.label_decision.thresholds_for(metrics.num_labels))
+            keys, grouped, main = MULTILABEL_SCALAR_KEYS, "_map", "map"
+        else:
+            keys, grouped, main = SCALAR_KEYS, "_shot_", "balanced_error"
         results = metrics.compute()
-        for name in SCALAR_KEYS:
-            if "_shot_" in name and self.class_counts is None:
+        for name in keys:
+            if grouped in name and self.class_counts is None:
                 continue  # shot groups need training counts
-            self.log(f"{prefix}/{name}", results[name], prog_bar=name == "balanced_error")
+            self.log(f"{prefix}/{name}", results[name].float(), prog_bar=name == main)
         metrics.reset()
 
     def configure_callbacks(self) -> list[L.Callback]:
@@ -398,10 +458,12 @@ class LongTailModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.preprocessing is not None:
             checkpoint["ltlight_preprocessing"] = self.preprocessing.to_dict()
+        checkpoint["ltlight_multi_label"] = self.multi_label
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if "ltlight_preprocessing" in checkpoint:
             self.preprocessing = Preprocessing.from_dict(checkpoint["ltlight_preprocessing"])
+        self.multi_label = bool(checkpoint.get("ltlight_multi_label", self.multi_label))
         scale = checkpoint.get("state_dict", {}).get("class_scale")
         if scale is not None and self.class_scale is None:
             self.class_scale = nn.Parameter(torch.ones_like(scale, device=self.device))

@@ -11,6 +11,7 @@ from ltlight.callbacks.epoch_switches.tailr_gamma import TaiLrGammaSchedule
 from ltlight.callbacks.posthoc.logit_adjustment import PostHocLogitAdjustment
 from ltlight.callbacks.posthoc.tau_normalization import TauNormalization
 from ltlight.callbacks.posthoc.temperature_scaling import TemperatureScaling
+from ltlight.callbacks.posthoc.threshold_tuning import ThresholdTuning
 from ltlight.callbacks.prediction_writer import PredictionWriter
 from ltlight.callbacks.report import PerClassReport
 from ltlight.callbacks.run_safety.finite_loss import NonFiniteLossError, StopOnNonFiniteLoss
@@ -32,4 +33,5 @@ __all__ = [
     "TaiLrGammaSchedule",
     "TauNormalization",
     "TemperatureScaling",
+    "ThresholdTuning",
 ]

@@ -21,6 +21,11 @@ is per class on the last axis, an ignored sample (class-index targets only) drop
 and ``"mean"`` is the plain mean over the remaining elements (torchvision's convention). DRW and
 every other re-balancing callback therefore work with a new loss without knowing anything about
 it.
+
+Multi-label targets are float ``(N, C)``: 1 a positive, 0 a negative, NaN *unknown* (an
+"uncertain" or missing label of a CXR-style file): an unknown entry contributes nothing —
+``"none"`` returns 0 there, ``"sum"`` leaves it out and ``"mean"`` divides by the number of
+known entries. A single-label loss (a softmax over the classes) refuses such targets.
 """
 
 from collections.abc import Sequence
@@ -55,10 +60,11 @@ def index_target(target: Tensor, num_classes: int) -> Tensor:
 def dense_target(logits: Tensor, target: Tensor) -> Tensor:
     """Targets of a sigmoid (multi-label) loss shaped like ``logits``, in their dtype.
 
-    Class indices ``(N,)`` are one-hot encoded; float targets ``(N, C)`` pass through.
+    Class indices ``(N,)`` are one-hot encoded; float targets ``(N, C)`` pass through with their
+    unknown (NaN) entries as 0, so the per-element values stay finite (the reduction drops them).
     """
     if target.shape == logits.shape:
-        return target.to(logits.dtype)
+        return target.to(logits.dtype).nan_to_num(0.0)
     if target.dim() == 1 and target.shape[0] == logits.shape[0] and not target.is_floating_point():
         # ignored samples (ignore_index) get a valid row here; the reduction drops it
         return F.one_hot(index_target(target, logits.shape[-1]), logits.shape[-1]).to(logits.dtype)
@@ -221,10 +227,23 @@ class LongTailLoss(nn.Module):
             return F.logsigmoid(float_logits(logits))
         return logits
 
+    def label_logits(self, logits: Tensor) -> Tensor:
+        """Multi-label data: the logits whose sigmoids are the label probabilities (the
+        identity unless the loss trains on a transform of them)."""
+        return logits
+
     # -- the shared weighting and reduction -------------------------------------------------
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         if logits.dim() != 2:
             raise ValueError(f"logits must be (N, C), got shape {tuple(logits.shape)}")
+        if not self.multi_label and target.dim() != 1:
+            raise ValueError(
+                f"{type(self).__name__} is a single-label loss (a softmax over the classes): "
+                f"target must be class indices of shape ({logits.shape[0]},), got shape "
+                f"{tuple(target.shape)} ({target.dtype}); for multi-label targets (N, C) use a "
+                "sigmoid loss: BinaryCrossEntropyLoss, AsymmetricLoss, DistributionBalancedLoss, "
+                "SigmoidFocalLoss or GHMCLoss"
+            )
         weight = self._weight_for(logits)
         if self._cross_entropy_form:  # torch's fused kernel does weight, ignore and reduction
             return F.cross_entropy(
@@ -252,7 +271,8 @@ class LongTailLoss(nn.Module):
         return total if self.reduction == "sum" else total / sample_weight.sum()
 
     def _reduce_elements(self, losses: Tensor, target: Tensor, weight: Tensor | None) -> Tensor:
-        """Multi-label: weight per class on the last axis; an ignored sample drops its row."""
+        """Multi-label: weight per class on the last axis; an ignored sample drops its row, an
+        unknown (NaN) target entry its element."""
         if weight is not None:
             losses = losses * weight.to(losses.dtype)
         if target.dim() == 1:  # class indices: rows of ignored samples count for nothing
@@ -260,6 +280,11 @@ class LongTailLoss(nn.Module):
             losses = losses * kept.unsqueeze(1)
             if self.reduction == "mean":
                 return losses.sum() / (kept.sum() * losses.shape[1])
+        elif target.is_floating_point():  # float targets: NaN entries are unknown
+            known = target.isnan().logical_not_()
+            losses = torch.where(known, losses, 0.0)
+            if self.reduction == "mean":
+                return losses.sum() / known.sum()
         if self.reduction == "none":
             return losses
         return losses.sum() if self.reduction == "sum" else losses.mean()

@@ -79,7 +79,7 @@ class GHMCLoss(LongTailLoss):
     targets outside [0, 1] (``g > 1``, invalid for BCE) are counted in the last bin, where
     mmdetection leaves them out; mmdetection's ``label_weight`` (ignored elements) has the
     per-class ``weight`` and, for class-index targets, ``ignore_index`` (a row left out of the
-    counts, ``tot`` and the mean) as counterparts.
+    counts, ``tot`` and the mean) and, for float targets, unknown (NaN) entries as counterparts.
 
     Args:
         bins: number of bins ≥ 1; paper 30 for detection, mmdetection default 10.
@@ -110,17 +110,22 @@ class GHMCLoss(LongTailLoss):
     def per_sample(self, logits: Tensor, target: Tensor) -> Tensor:
         x = float_logits(logits)
         y = dense_target(x, target)
-        kept = target.ne(self.ignore_index) if target.dim() == 1 else None
+        kept = target.ne(self.ignore_index).unsqueeze(1) if target.dim() == 1 else None
+        if target.dim() == 2 and target.is_floating_point():
+            kept = target.isnan().logical_not_()  # unknown entries are left out of the counts
         with torch.no_grad():
             beta = self._harmonizing_weights(torch.sigmoid(x).sub_(y).abs_(), kept)
+            if kept is not None:  # their looked-up β may be inf (an empty bin): inf·0 is NaN
+                beta = beta.masked_fill_(~kept, 0.0)
         return F.binary_cross_entropy_with_logits(x, y, weight=beta, reduction="none")
 
     def _harmonizing_weights(self, g: Tensor, kept: Tensor | None) -> Tensor:
         """``β = tot / density(bin) / n`` for every element of ``g = |σ(x) − y|``.
 
-        ``kept`` marks the rows not ignored (class-index targets); the others go to an extra,
-        uncounted bin. In training under ``torch.distributed`` the counts are all-reduced, so
-        every rank sees the histogram of the whole global batch (and keeps the same EMA).
+        ``kept`` marks the rows not ignored (class-index targets) or the known entries (float
+        targets, NaN unknown); the others go to an extra, uncounted bin. In training under
+        ``torch.distributed`` the counts are all-reduced, so every rank sees the histogram of the
+        whole global batch (and keeps the same EMA).
         """
         bins = self.bins
         g = torch.nan_to_num_(g)  # NaN logits: bin 0 (their loss is NaN anyway)
@@ -136,7 +141,7 @@ class GHMCLoss(LongTailLoss):
             index = guess.add_((g - lower).floor_()).add_((g - upper).floor_()).add_(1)
             index = index.clamp_max_(bins - 1)  # g = 1 is in the last bin
         if kept is not None:  # ignored rows: counted in an extra bin, then looked up anywhere
-            index = index.masked_fill_(~kept.unsqueeze(1), bins)
+            index = index.masked_fill_(~kept, bins)
         index, counts = _count_per_bin(index.flatten(), bins + 1)
         if kept is not None:
             index = index.clamp_max_(bins - 1)  # their β is dropped by the reduction

@@ -1,2 +1,2 @@
-"""Post-hoc calibration fitted on the validation split: temperature scaling, logit adjustment and
-τ-normalisation, on one base (:mod:`ltlight.callbacks.posthoc.base`)."""
+"""Post-hoc calibration fitted on the validation split: temperature scaling, logit adjustment,
+τ-normalisation and multi-label thresholds, on one base (:mod:`ltlight.callbacks.posthoc.base`)."""

@@ -218,8 +218,12 @@ class PostHocCallback(L.Callback):
         }
         for logger in trainer.loggers:
             logger.log_metrics(payload, step=trainer.global_step)
+        rank_zero_info(self.describe(summary))
+
+    def describe(self, summary: str) -> str:
+        """The line printed after a fit: the summary, validation metrics before → after."""
         before, after = self.metrics_before, self.metrics_after
-        rank_zero_info(
+        return (
             f"{type(self).__name__}: {summary}; validation balanced error "
             f"{before['balanced_error']:.2%} → {after['balanced_error']:.2%}, ECE "
             f"{before['ece']:.2%} → {after['ece']:.2%}, NLL {before['nll']:.3f} → "
