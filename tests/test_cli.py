@@ -65,7 +65,7 @@ def test_every_dataset_has_every_method():
         "chestxray14", "cifar100_lt", "cifar10_lt", "coco_mlt", "digits_lt", "fashion_mnist_lt",
         "folder", "folder_multilabel", "imagenet_lt", "inat2018", "places_lt", "voc_mlt",
     ]  # fmt: skip
-    assert MULTILABEL_METHODS == ["ghm", "sigmoid_focal"]
+    assert MULTILABEL_METHODS == ["asl", "bce", "db", "ghm", "sigmoid_focal"]
     expected = {"ce", "ce_drw", "focal", "cb_focal", "ldam", "ldam_drw", "ldam_drs"}
     expected |= {"logit_adjusted", "balanced_softmax", "tailr", "tailr_schedule", "ghm"}
     expected |= {"ce_posthoc_la", "ce_tau_norm", "ce_stage1", "mislas_stage1", *STAGE2}
@@ -134,7 +134,7 @@ def test_ldam_drw_trains_a_batch_on_each_dataset_fixture(dataset, request, tmp_p
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "config",
-    # multi-label training needs the module's multi-label support (issue 21, the other half)
+    # multi-label: PerClassReport and the prediction writer learn it in issue 21's other half
     [p for p in METHOD_CONFIGS if p.parent.name not in ("digits_lt", *MULTILABEL_DATASETS)],
     ids=lambda p: f"{p.parent.name}/{p.stem}",
 )
