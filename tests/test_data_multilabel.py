@@ -118,6 +118,7 @@ def test_validation_is_carved_per_image_from_training_never_from_test(csv_root):
                                    val_fraction=0.25, seed=3, **SMALL)  # fmt: skip
     train, val, test = (data.splits[s] for s in ("train", "val", "test"))
     assert len(val) == round(0.25 * len(TRAIN_SETS)) and len(train) + len(val) == len(TRAIN_SETS)
+    assert data.num_train_samples == len(train)  # the DB loss's N
     assert not set(train.paths) & set(val.paths)
     assert all(p.startswith("images/train_") for p in val.paths)
     assert not set(val.paths) & set(test.paths) and not data.validates_on_test
@@ -259,3 +260,30 @@ def test_multilabel_refuses_the_single_label_carve_and_profile(csv_root):
         data = ImageFolderLTDataModule(train=forms["names"]["train"], **SMALL, **kwargs)
         with pytest.raises(ValueError, match=match):
             _ = data.class_counts
+
+
+def test_a_multilabel_folder_trains_with_db_loss_and_class_aware_sampling(csv_root, tmp_path):
+    import warnings
+
+    import lightning as L
+    from torch import nn
+
+    from ltlight import LongTailModule
+    from ltlight.losses import DistributionBalancedLoss
+
+    _, forms = csv_root
+    data = ImageFolderLTDataModule(train=forms["names"]["train"], test=forms["names"]["test"],
+                                   sampling="class_aware", **SMALL)  # fmt: skip
+    backbone = nn.Sequential(nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(12, 3))
+    module = LongTailModule(backbone, loss=DistributionBalancedLoss())
+    trainer = L.Trainer(
+        max_epochs=1, accelerator="cpu", logger=False, enable_progress_bar=False,
+        enable_model_summary=False, default_root_dir=tmp_path, enable_checkpointing=False,
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(module, datamodule=data)
+    assert trainer.state.finished and module.multi_label
+    assert module.loss.class_counts.tolist() == [9, 5, 2] and module.loss.num_samples == 12
+    assert trainer.train_dataloader.sampler.sampling == "class_aware"
+    assert "val/map" in trainer.callback_metrics  # validated on the test split (no carve)

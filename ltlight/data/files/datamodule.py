@@ -178,6 +178,13 @@ class FileLongTailDataModule(SplitDataModule):
             return positives_per_class(train.labels).tolist()
         return torch.bincount(train.labels, minlength=self.num_classes).tolist()
 
+    @property
+    def num_train_samples(self) -> int:
+        """Images in the training split as it is then (``N`` of the DB loss's prior ``n_c / N``)."""
+        train = self.splits["train"]
+        assert train is not None
+        return len(train)
+
     def has_split(self, split: str) -> bool:
         """Whether ``split`` exists after the checks and the carve (``"val"``: a list or k > 0)."""
         return self.splits[split] is not None
