@@ -35,6 +35,13 @@ _SUMMARY_LABELS = {
     "classwise_ece": "classwise ECE",
     "nll": "NLL",
     "brier": "Brier score",
+    "map": "mAP",
+    "head_map": "head mAP",
+    "medium_map": "medium mAP",
+    "tail_map": "tail mAP",
+    "auroc": "macro AUROC",
+    "micro_f1": "micro F1",
+    "macro_f1": "macro F1",
     **{
         f"{g}_shot_{k}": f"{g}-shot {label}"
         for g in SHOT_GROUPS
@@ -114,6 +121,8 @@ def per_class_error_figure(
     many_threshold: int = 100,
     few_threshold: int = 20,
     title: str = "Per-class error",
+    value_name: str = "error",
+    mean_name: str = "balanced error",
 ) -> Figure:
     """Bar chart of per-class error, classes ordered by training count (head → tail).
 
@@ -129,6 +138,8 @@ def per_class_error_figure(
         many_threshold: many-shot means more training samples than this.
         few_threshold: few-shot means fewer training samples than this.
         title: the axes title.
+        value_name: what the bars are (multi-label: ``"AP"``).
+        mean_name: what their mean is (multi-label: ``"mAP"``).
     """
     errors, order, groups, names = _per_class_inputs(
         per_class_error, class_counts, class_names, many_threshold, few_threshold
@@ -142,13 +153,13 @@ def per_class_error_figure(
     ax.bar(positions, errors[order], width=0.8, color=[GROUP_COLORS[groups[i]] for i in order])
     ax.set_ylim(0, 1)
     ax.yaxis.set_major_formatter(PercentFormatter(xmax=1))
-    ax.set_ylabel("error")
+    ax.set_ylabel(value_name)
     ax.set_xlim(-0.6, num_classes - 0.4)
     ax.set_title(title)
     handles: list = []
     if np.isfinite(errors).any():
         balanced = float(np.nanmean(errors))
-        label = f"balanced error {balanced:.1%}"
+        label = f"{mean_name} {balanced:.1%}"
         handles.append(ax.axhline(balanced, color="black", linestyle="--", lw=1, label=label))
 
     if class_counts is None:
@@ -291,6 +302,7 @@ def per_class_table(
     summary: Mapping[str, Tensor | float] | None = None,
     title: str = "Per-class error",
     per_class_calibration_error: Tensor | Sequence[float] | None = None,
+    value_name: str = "error",
 ) -> Table:
     """A rich table: one row per class (head → tail) and a summary section below.
 
@@ -298,7 +310,8 @@ def per_class_table(
     calibration error, ``per_class_calibration_error`` of the metrics). ``summary`` takes the
     scalar entries of :meth:`~ltlight.metrics.LongTailMetrics.compute` (errors, ECE, classwise
     ECE, NLL, Brier score, overall and per shot group); the ones given and not NaN are listed
-    after the classes (NLL and Brier as numbers, the rest in %).
+    after the classes (NLL and Brier as numbers, the rest in %); the multi-label ones
+    (:data:`~ltlight.metrics.MULTILABEL_SCALAR_KEYS`) too, with ``value_name="AP"``.
     """
     errors, order, groups, names = _per_class_inputs(
         per_class_error, class_counts, class_names, many_threshold, few_threshold
@@ -309,7 +322,7 @@ def per_class_table(
     table.add_column("class")
     table.add_column("train n", justify="right")
     table.add_column("group")
-    table.add_column("error", justify="right")
+    table.add_column(value_name, justify="right")
     calibration = None
     if per_class_calibration_error is not None:
         calibration = _numpy(per_class_calibration_error)

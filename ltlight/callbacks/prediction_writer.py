@@ -8,6 +8,11 @@ the batch carries targets), ``predicted``, ``predicted_name``, ``confidence`` (i
 probabilities are :meth:`~ltlight.LongTailModule.predict_proba`'s, so a fitted temperature or
 logit adjustment is applied.
 
+Multi-label modules (``module.multi_label``) write, per image, ``labels`` / ``label_names`` (the
+targets' positives, when the batch carries targets), ``predicted`` / ``predicted_names`` (every
+label whose probability reaches its threshold in ``module.label_decision``: space-separated
+indices, names joined by ``|``) and ``probabilities`` (every label's, in class order).
+
 Under DDP each rank predicts its own shard of the split; the rows of every rank are gathered on
 rank 0, which writes the one file, in the split's order: the same file, row for row, as one
 process writes.
@@ -92,6 +97,11 @@ class PredictionWriter(BasePredictionWriter):
             )
         probs = prediction.detach().float().cpu()
         target = batch[1] if isinstance(batch, (list, tuple)) and len(batch) > 1 else None
+        if getattr(pl_module, "multi_label", False):
+            chosen = pl_module.label_decision.decide(prediction.detach().float()).cpu()
+            indices = self._split_indices(trainer, batch_indices, probs.shape[0], dataloader_idx)
+            self._multi_label_rows(indices, probs, chosen, target, dataloader_idx)
+            return
         target = target.cpu().tolist() if isinstance(target, Tensor) else None
         k = min(self.top_k, probs.shape[1])
         top_p, top_c = torch.topk(probs, k, dim=1)
@@ -111,6 +121,32 @@ class PredictionWriter(BasePredictionWriter):
             values += [best, class_name(self._names, best), f"{float(top_p[row, 0]):.6f}"]
             values.append(" ".join(str(int(c)) for c in top_c[row]))
             values.append(" ".join(f"{float(p):.6f}" for p in top_p[row]))
+            self._predicted.append(((dataloader_idx, index), values))
+
+    def _multi_label_rows(
+        self,
+        indices: list[int],
+        probs: Tensor,
+        chosen: Tensor,
+        target: Tensor | None,
+        dataloader_idx: int,
+    ) -> None:
+        """One row per image: its positives (targets), the labels above threshold, and every
+        label's probability."""
+        if self._header is None:
+            header = ["index"] + (["file"] if self._files is not None else [])
+            header += ["labels", "label_names"] if target is not None else []
+            self._header = [*header, "predicted", "predicted_names", "probabilities"]
+        positives = None if target is None else target.detach().cpu().eq(1)
+        for row, index in enumerate(indices):
+            values: list[Any] = [index]
+            if self._files is not None:
+                values.append(self._files[index] if index < len(self._files) else "")
+            for labels in ([] if positives is None else [positives[row]]) + [chosen[row]]:
+                classes = torch.nonzero(labels).flatten().tolist()
+                values.append(" ".join(str(c) for c in classes))
+                values.append("|".join(class_name(self._names, c) for c in classes))
+            values.append(" ".join(f"{float(p):.6f}" for p in probs[row]))
             self._predicted.append(((dataloader_idx, index), values))
 
     def _split_indices(

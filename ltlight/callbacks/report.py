@@ -26,7 +26,7 @@ from ltlight.figures import (
     per_class_table,
     reliability_figure,
 )
-from ltlight.metrics import SCALAR_KEYS, LongTailMetrics
+from ltlight.metrics import MULTILABEL_SCALAR_KEYS, SCALAR_KEYS, LongTailMetrics, MultiLabelMetrics
 
 _METRICS_ATTRIBUTE = {"val": "val_metrics", "test": "test_metrics"}
 _TITLES = {"val": "Validation", "test": "Test"}
@@ -46,6 +46,11 @@ class PerClassReport(L.Callback):
       ``<log_dir>/reports/<stage>_per_class_error_epoch<N>.png`` and
       ``<stage>_reliability_epoch<N>.png`` (``N`` the 0-based epoch; a later ``validate`` of the
       same epoch overwrites).
+
+    Multi-label data (the module's metrics are :class:`~ltlight.metrics.MultiLabelMetrics`): the
+    figure is the per-class AP, head → tail (``<stage>/per_class_ap``), the W&B table has AP,
+    AUROC and F1 per class, and the terminal table lists AP with mAP, head / medium / tail mAP,
+    F1, ECE and Brier below.
 
     At the end of ``fit`` (last validation), of ``validate`` and of ``test`` the per-class table
     (head → tail, with overall, balanced, many/medium/few-shot error and ECE) is printed to the
@@ -130,13 +135,14 @@ class PerClassReport(L.Callback):
 
     # -- the work ----------------------------------------------------------------------------
     @staticmethod
-    def _metrics(pl_module: L.LightningModule, stage: str) -> LongTailMetrics:
+    def _metrics(pl_module: L.LightningModule, stage: str) -> LongTailMetrics | MultiLabelMetrics:
         name = _METRICS_ATTRIBUTE[stage]
         metrics = getattr(pl_module, name, None)
-        if not isinstance(metrics, LongTailMetrics):
+        if not isinstance(metrics, (LongTailMetrics, MultiLabelMetrics)):
             raise TypeError(
                 f"PerClassReport needs `{type(pl_module).__name__}.{name}` to be a "
-                f"ltlight.metrics.LongTailMetrics (updated in the {stage} step), got "
+                f"ltlight.metrics.LongTailMetrics or MultiLabelMetrics (updated in the {stage} "
+                "step), got "
                 f"{type(metrics).__name__}"
             )
         return metrics
@@ -152,7 +158,7 @@ class PerClassReport(L.Callback):
         if not trainer.is_global_zero:
             return
         results = {key: value.detach().cpu() for key, value in computed.items()}
-        if int(results["bin_count"].sum()) == 0:
+        if int(results["positives" if "per_class_ap" in results else "bin_count"].sum()) == 0:
             return
         self._last[stage] = (results, self._epoch(trainer))
         if draw and self.figures and trainer.loggers:
@@ -185,7 +191,25 @@ class PerClassReport(L.Callback):
         context = self._context(trainer, pl_module, stage)
         epoch = self._epoch(trainer)
         title = f"{_TITLES[stage]}, epoch {epoch}"
-        figures = {
+        if "per_class_ap" in results:  # multi-label: per-class AP, head → tail
+            figures = {
+                "per_class_ap": per_class_error_figure(
+                    results["per_class_ap"],
+                    title=f"Per-class AP ({title})",
+                    value_name="AP",
+                    mean_name="mAP",
+                    **context,
+                )
+            }
+        else:
+            figures = self._single_label_figures(results, title, context)
+        self._log_to_loggers(trainer, stage, figures, results, context, epoch)
+
+    @staticmethod
+    def _single_label_figures(
+        results: dict[str, Tensor], title: str, context: dict[str, Any]
+    ) -> dict[str, Figure]:
+        return {
             "per_class_error": per_class_error_figure(
                 results["per_class_error"], title=f"Per-class error ({title})", **context
             ),
@@ -198,6 +222,16 @@ class PerClassReport(L.Callback):
                 calibration={k: results[k] for k in ("classwise_ece", "nll", "brier")},
             ),
         }
+
+    def _log_to_loggers(
+        self,
+        trainer: L.Trainer,
+        stage: str,
+        figures: dict[str, Figure],
+        results: dict[str, Tensor],
+        context: dict[str, Any],
+        epoch: int,
+    ) -> None:
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 self._log_wandb(logger, stage, figures, results, context, trainer.global_step)
@@ -233,16 +267,18 @@ class PerClassReport(L.Callback):
             fig.savefig(buffer, format="png", dpi=100)
             buffer.seek(0)
             payload[f"{stage}/{name}"] = wandb.Image(Image.open(buffer))
-        errors = results["per_class_error"].tolist()
-        calibration = results["per_class_calibration_error"].tolist()
+        columns = ["error", "calibration_error"]
+        if "per_class_ap" in results:
+            columns = ["ap", "auroc", "f1"]
+        values = [results[f"per_class_{column}"].tolist() for column in columns]
         counts = context["class_counts"]
-        names = context["class_names"] or [str(i) for i in range(len(errors))]
+        names = context["class_names"] or [str(i) for i in range(len(values[0]))]
         rows = [
-            [names[i], None if counts is None else counts[i], errors[i], calibration[i]]
-            for i in head_to_tail_order(counts, len(errors)).tolist()
+            [names[i], None if counts is None else counts[i], *(v[i] for v in values)]
+            for i in head_to_tail_order(counts, len(values[0])).tolist()
         ]
         payload[f"{stage}/per_class"] = wandb.Table(
-            columns=["class", "train_count", "error", "calibration_error"], data=rows
+            columns=["class", "train_count", *columns], data=rows
         )
         # One experiment.log call, so the images and the table share one W&B step.
         logger.log_metrics(payload, step=step)
@@ -252,13 +288,20 @@ class PerClassReport(L.Callback):
             return
         results, epoch = self._last[stage]
         context = self._context(trainer, pl_module, stage)
-        summary = {key: results[key] for key in SCALAR_KEYS}
-        title = f"{_TITLES[stage]} per-class error (epoch {epoch})"
-        table = per_class_table(
-            results["per_class_error"],
-            summary=summary,
-            title=title,
-            per_class_calibration_error=results["per_class_calibration_error"],
-            **context,
-        )
+        if "per_class_ap" in results:
+            summary = {key: results[key] for key in MULTILABEL_SCALAR_KEYS}
+            title = f"{_TITLES[stage]} per-class AP (epoch {epoch})"
+            table = per_class_table(
+                results["per_class_ap"], summary=summary, title=title, value_name="AP", **context
+            )
+        else:
+            summary = {key: results[key] for key in SCALAR_KEYS}
+            title = f"{_TITLES[stage]} per-class error (epoch {epoch})"
+            table = per_class_table(
+                results["per_class_error"],
+                summary=summary,
+                title=title,
+                per_class_calibration_error=results["per_class_calibration_error"],
+                **context,
+            )
         Console().print(table)

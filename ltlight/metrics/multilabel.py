@@ -94,8 +94,8 @@ def multilabel_metrics(
     target: Tensor,
     class_counts: Sequence[int] | Tensor | None = None,
     thresholds: Tensor | None = None,
-    head_threshold: int = 100,
-    tail_threshold: int = 20,
+    many_threshold: int = 100,
+    few_threshold: int = 20,
     n_bins: int = 15,
 ) -> dict[str, Tensor]:
     """Every multi-label metric of a whole split (float64 scalars, per-class tensors).
@@ -107,8 +107,9 @@ def multilabel_metrics(
             them the group mAPs are NaN.
         thresholds: ``(C,)`` decision thresholds (a label is predicted when ``p ≥ t``); 0.5 for
             every class when ``None``.
-        head_threshold: a class with more training positives is "head" (100).
-        tail_threshold: a class with fewer training positives is "tail" (20).
+        many_threshold: a class with more training positives is "head" (100; the name of
+            :class:`~ltlight.metrics.LongTailMetrics`' argument).
+        few_threshold: a class with fewer training positives is "tail" (20).
         n_bins: equal-width bins of the label-wise ECE.
 
     Returns keys :data:`MULTILABEL_SCALAR_KEYS` and ``per_class_ap``, ``per_class_auroc``,
@@ -152,7 +153,7 @@ def multilabel_metrics(
     }
     groups = None
     if class_counts is not None:
-        groups = shot_groups(torch.as_tensor(class_counts), head_threshold, tail_threshold)
+        groups = shot_groups(torch.as_tensor(class_counts), many_threshold, few_threshold)
     for index, name in enumerate(MAP_GROUPS):
         in_group = ap[groups.to(ap.device) == index] if groups is not None else ap[:0]
         results[f"{name}_map"] = (
@@ -172,8 +173,8 @@ class MultiLabelMetrics(Metric):
         num_labels: ``C``.
         class_counts: training positives per class (head / medium / tail); may come later
             through :meth:`set_class_counts`.
-        head_threshold: more training positives than this: "head" (100).
-        tail_threshold: fewer training positives than this: "tail" (20).
+        many_threshold: more training positives than this: "head" (100).
+        few_threshold: fewer training positives than this: "tail" (20).
         n_bins: equal-width bins of the label-wise ECE (15).
 
     Example:
@@ -192,15 +193,15 @@ class MultiLabelMetrics(Metric):
         self,
         num_labels: int,
         class_counts: Sequence[int] | None = None,
-        head_threshold: int = 100,
-        tail_threshold: int = 20,
+        many_threshold: int = 100,
+        few_threshold: int = 20,
         n_bins: int = 15,
     ) -> None:
         super().__init__()
-        check_metric_arguments(num_labels, n_bins, head_threshold, tail_threshold)
+        check_metric_arguments(num_labels, n_bins, many_threshold, few_threshold)
         self.num_labels = num_labels
-        self.head_threshold = head_threshold
-        self.tail_threshold = tail_threshold
+        self.many_threshold = many_threshold
+        self.few_threshold = few_threshold
         self.n_bins = n_bins
         self.class_counts: Tensor | None = None
         self.thresholds: Tensor | None = None
@@ -212,7 +213,7 @@ class MultiLabelMetrics(Metric):
     def set_class_counts(self, class_counts: Sequence[int] | Tensor) -> None:
         """Set the training positives per class that define head / medium / tail."""
         self.class_counts = check_metric_arguments(
-            self.num_labels, self.n_bins, self.head_threshold, self.tail_threshold, class_counts
+            self.num_labels, self.n_bins, self.many_threshold, self.few_threshold, class_counts
         )
         forget_computed(self)
 
@@ -232,7 +233,7 @@ class MultiLabelMetrics(Metric):
             dim_zero_cat(self.target),
             self.class_counts,
             self.thresholds,
-            self.head_threshold,
-            self.tail_threshold,
+            self.many_threshold,
+            self.few_threshold,
             self.n_bins,
         )
