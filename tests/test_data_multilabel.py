@@ -92,10 +92,14 @@ def test_class_counts_are_positives_and_the_groups_are_printed(tmp_path, caplog)
     assert "150 training images" in caplog.text
 
 
-def test_batches_carry_float_targets_of_their_images_through_workers(csv_root):
+@pytest.mark.parametrize("decoder", ["pil", "dali"])
+def test_batches_carry_float_targets_of_their_images_through_workers(csv_root, decoder):
+    if decoder == "dali":
+        pytest.importorskip("nvidia.dali", reason="the dali extra is in the dev extra")
     _, forms = csv_root
     data = ImageFolderLTDataModule(train=forms["wide"]["train"], test=forms["wide"]["test"],
-                                   color_jitter=0.0, **(SMALL | {"num_workers": 2}))  # fmt: skip
+                                   color_jitter=0.0, decoder=decoder,
+                                   **(SMALL | {"num_workers": 2}))  # fmt: skip
     targets = expected_targets(TRAIN_SETS)
     seen = []
     for images, labels in data.train_dataloader():
