@@ -5,12 +5,15 @@ Times are never asserted: the machines that run the tests are shared and noisy.
 
 import importlib.util
 import json
+import math
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
@@ -104,6 +107,41 @@ def test_data_files_table_prints_both_pipelines_and_their_ratio(tmp_path):
     assert cells[0][1] == cells[0][3] == "1.00×"  # torchvision's images/s and CPU ratios
     assert all(float(row[2]) > 0 for row in cells)  # CPU ms per image, counted for every pipeline
     assert len(list((tmp_path / "jpegs").rglob("*.jpg"))) == 40
+
+
+@pytest.mark.slow
+def test_multilabel_mosaics_table(fashion_mnist_system_dir, capsys):
+    multilabel = load("multilabel")
+    tiny = ["--train", "64", "--val", "40", "--test", "40", "--epochs", "2", "--batch-size", "32"]
+    argv = ["--data-dir", fashion_mnist_system_dir, *tiny, "--methods", "BCE", "DB+DRW"]
+    argv += ["--threads", str(torch.get_num_threads())]  # leave this process as it was
+    assert multilabel.main(argv) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| ")]
+    assert rows[0].split("|")[2].strip() == "mAP"
+    assert [row.split("|")[1].strip() for row in rows[1:]] == ["BCE", "DB+DRW"]
+    for row in rows[1:]:
+        cells = [float(cell) for cell in row.split("|")[2:-1]]
+        assert all(0 <= cell <= 100 or math.isnan(cell) for cell in cells), row
+    assert "training positives per class (64 mosaics, ρ = 1000)" in out
+
+
+def test_multilabel_mosaics_hold_the_tiles_and_their_classes():
+    multilabel = load("multilabel")
+    images = np.arange(40 * 28 * 28, dtype=np.int64).reshape(40, 28, 28) % 251
+    images = images.astype(np.uint8)
+    labels = np.arange(40) % 10
+    grid, target = multilabel.mosaics(images, labels, 30, np.full(10, 0.1), seed=0)
+    assert grid.shape == (30, 1, 56, 56) and target.shape == (30, 10)
+    for m in range(30):
+        present = set()
+        for row, col in ((0, 0), (0, 1), (1, 0), (1, 1)):
+            tile = grid[m, 0, 28 * row : 28 * row + 28, 28 * col : 28 * col + 28].numpy()
+            index = next(i for i in range(40) if np.array_equal(images[i], tile))
+            present.add(int(labels[index]))
+        assert set(torch.nonzero(target[m]).flatten().tolist()) == present
+    probs = multilabel.tile_probabilities(1000.0)
+    assert probs.sum() == pytest.approx(1) and probs[0] / probs[-1] == pytest.approx(1000)
 
 
 @pytest.mark.slow  # every benchmark of the GPU script once, small, on the CPU: ~2-3 min

@@ -30,7 +30,8 @@ def scores(n: int = 120, labels: int = 5, seed: int = 0):
 
 def brute_force(probs, target, criterion):
     """For each label, every distinct known probability as a threshold (``p ≥ t``), highest first;
-    the first that is best by ``criterion(tp, fp, fn)`` (a score, or None when not allowed)."""
+    the first that is best by ``criterion(tp, fp, fn)`` (a score, or None when not allowed), moved
+    midway to the next lower distinct probability."""
     chosen = []
     for c in range(probs.shape[1]):
         pairs = [
@@ -42,13 +43,14 @@ def brute_force(probs, target, criterion):
             chosen.append(0.5)
             continue
         best, best_score = None, -math.inf
-        for t in sorted({p for p, _ in pairs}, reverse=True):
+        candidates = sorted({p for p, _ in pairs}, reverse=True)
+        for t, lower in zip(candidates, [*candidates[1:], 0.0], strict=True):
             tp = sum(1 for p, y in pairs if p >= t and y == 1)
             fp = sum(1 for p, y in pairs if p >= t and y == 0)
             fn = sum(1 for p, y in pairs if p < t and y == 1)
             score = criterion(tp, fp, fn)
             if score is not None and score > best_score:
-                best, best_score = t, score
+                best, best_score = (t + lower) / 2, score  # midway to the next lower value
         chosen.append(best)
     return torch.tensor(chosen, dtype=torch.float64)
 
@@ -81,10 +83,11 @@ def test_thresholds_for_a_target_recall_give_the_most_precision_that_reaches_it(
 def test_a_label_without_positives_keeps_one_half_and_thresholds_stay_inside_zero_one():
     probs, target = scores(seed=5)
     target[:, 2] = torch.where(target[:, 2].isnan(), target[:, 2], 0.0)
-    probs[:, 3] = torch.where(target[:, 3] == 1, 1.0, 0.0)  # saturated: a cut at exactly 1
+    probs[:, 3] = torch.where(target[:, 3] == 1, 1.0, 0.0)  # saturated: the cut is 1 vs 0
+    probs[:, 4] = torch.where(target[:, 4] == 1, 1e-300, 0.0)  # a cut between 0 and 1e-300
     thresholds = tune_thresholds(probs, target)
-    assert thresholds[2] == 0.5
-    assert 0 < thresholds[3] < 1 and thresholds[3] > 0.999999
+    assert thresholds[2] == 0.5 and thresholds[3] == 0.5
+    assert 0 < thresholds[4] < 1 and float(thresholds[4].float()) > 0
 
 
 def test_per_label_temperature_equals_a_one_dimensional_fit_of_each_label():
@@ -187,3 +190,14 @@ def test_threshold_tuning_on_single_label_data_says_it_needs_float_targets(tmp_p
     model = LongTailModule(nn.Linear(FEATURES, C), num_classes=C)
     with pytest.raises(ValueError, match=r"needs float \(N, C\) targets"):
         trainer(tmp_path, [ThresholdTuning()], max_steps=1).fit(model, datamodule=SingleLabel())
+
+
+def test_softmax_temperature_scaling_on_multi_label_data_points_to_threshold_tuning(tmp_path):
+    from ltlight.callbacks import TemperatureScaling
+
+    with pytest.raises(
+        ValueError, match=r"TemperatureScaling calibrates a softmax.*ThresholdTuning"
+    ):
+        trainer(tmp_path, [TemperatureScaling()], max_steps=2).fit(
+            module(), datamodule=MultiLabelTensorDataModule()
+        )

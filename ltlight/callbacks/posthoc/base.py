@@ -141,6 +141,8 @@ class PostHocCallback(L.Callback):
 
     #: The metrics key prefix, e.g. ``posthoc/temperature_scaling``.
     name: str = "posthoc"
+    #: Whether it fits multi-label models (the softmax calibrations do not).
+    multi_label: bool = False
 
     def __init__(self, save_path: str | None = None) -> None:
         self.save_path = save_path
@@ -208,6 +210,13 @@ class PostHocCallback(L.Callback):
     def calibrate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Fit on the validation split, log the metrics before and after."""
         loader = validation_loader(trainer, type(self).__name__)
+        if getattr(pl_module, "multi_label", False) and not self.multi_label:
+            raise ValueError(
+                f"{type(self).__name__} calibrates a softmax over the classes, but the module "
+                "trains multi-label data (independent sigmoids): use "
+                "ltlight.callbacks.ThresholdTuning(fit_temperature=True) for per-label "
+                "temperatures and thresholds"
+            )
         self.metrics_before = self._validation_metrics(trainer, pl_module, loader)
         summary = self.fit(trainer, pl_module, loader)
         self.metrics_after = self._validation_metrics(trainer, pl_module, loader)

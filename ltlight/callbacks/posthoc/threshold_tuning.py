@@ -1,11 +1,12 @@
 """Multi-label decision thresholds, one per label, fitted on the validation split — and, on
 request, one temperature per label first (temperature scaling, Guo et al., ICML 2017, per label).
 
-A label ``c`` is predicted when ``p_c ≥ t_c``. Each ``t_c`` is one of the validation
-probabilities of label ``c`` (a cut between two distinct values): the one that maximises the
-label's F1, or the one with the most recall among those whose precision reaches a target (none
-does: the most precise one), or the highest one whose recall reaches a target. Ties go to the
-highest threshold. A label with no positive in the validation split keeps 0.5.
+A label ``c`` is predicted when ``p_c ≥ t_c``. Each ``t_c`` cuts the sorted validation
+probabilities of label ``c`` between two distinct values, midway (a probability that moves by
+rounding does not change sides), at the cut that maximises the label's F1, or at the one with the
+most recall among those whose precision reaches a target (none does: the most precise one), or at
+the highest one whose recall reaches a target. Ties go to the highest threshold. A label with no
+positive in the validation split keeps 0.5.
 """
 
 from typing import Any
@@ -34,11 +35,15 @@ def _cut(p: Tensor, y: Tensor, target_precision: float | None, target_recall: fl
         reached = valid & (precision >= target_precision)
         # the most recall among the cuts that reach it; unreachable: the most precise cut
         score = torch.where(reached, recall, -1.0) if bool(reached.any()) else precision
+        k = int(torch.argmax(torch.where(valid, score, -1.0)))
     elif target_recall is not None:
-        return p[torch.nonzero(valid & (recall >= target_recall)).min()]  # k = n always reaches
+        k = int(torch.nonzero(valid & (recall >= target_recall)).min())  # k = n − 1 reaches it
     else:
-        score = 2 * true_positives / (predicted + y.sum())  # F1
-    return p[torch.argmax(torch.where(valid, score, -1.0))]  # first maximum: highest threshold
+        f1 = 2 * true_positives / (predicted + y.sum())
+        k = int(torch.argmax(torch.where(valid, f1, -1.0)))  # first maximum: highest threshold
+    # midway to the next lower probability: the same decisions on these images, and ones that do
+    # not flip when a probability moves by rounding (another batch size, another device)
+    return (p[k] + (p[k + 1] if k + 1 < len(p) else 0.0)) / 2
 
 
 def tune_thresholds(
@@ -120,6 +125,7 @@ class ThresholdTuning(PostHocCallback):
     """
 
     name = "posthoc/threshold_tuning"
+    multi_label = True
 
     def __init__(
         self,
