@@ -66,7 +66,7 @@ def test_every_dataset_has_every_method():
         "chestxray14", "cifar100_lt", "cifar10_lt", "coco_mlt", "digits_lt", "fashion_mnist_lt",
         "folder", "folder_multilabel", "imagenet_lt", "inat2018", "places_lt", "voc_mlt",
     ]  # fmt: skip
-    assert MULTILABEL_METHODS == ["asl", "bce", "db", "ghm", "sigmoid_focal"]
+    assert MULTILABEL_METHODS == ["asl", "bce", "db", "db_drw", "ghm", "sigmoid_focal"]
     expected = {"ce", "ce_drw", "focal", "cb_focal", "ldam", "ldam_drw", "ldam_drs"}
     expected |= {"logit_adjusted", "balanced_softmax", "tailr", "tailr_schedule", "ghm"}
     expected |= {"ce_posthoc_la", "ce_tau_norm", "ce_stage1", "mislas_stage1", *STAGE2}
