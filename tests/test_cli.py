@@ -135,7 +135,11 @@ def test_ldam_drw_trains_a_batch_on_each_dataset_fixture(dataset, request, tmp_p
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "config",
-    [p for p in METHOD_CONFIGS if p.parent.name != "digits_lt"],
+    [p for p in METHOD_CONFIGS if p.parent.name not in ("digits_lt", *MULTILABEL_DATASETS)]
+    # multi-label (every pair parses and instantiates above): every method on your own CSV
+    # folder, the DB recipe (the DB loss, class-aware sampling) on each benchmark
+    + [ROOT / "configs" / "folder_multilabel" / f"{m}.yaml" for m in MULTILABEL_METHODS]
+    + [ROOT / "configs" / d / "db.yaml" for d in MULTILABEL_DATASETS if d != "folder_multilabel"],
     ids=lambda p: f"{p.parent.name}/{p.stem}",
 )
 def test_every_config_trains_a_batch(config, request, tmp_path, monkeypatch):
