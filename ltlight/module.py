@@ -246,7 +246,10 @@ class LongTailModule(L.LightningModule):
 
     # -- the steps and the small methods they call ------------------------------------------
     def forward(self, images: Tensor) -> Tensor:
-        """Images → logits ``(N, C)``."""
+        """Images → logits ``(N, C)``; test-time crops ``(N, K, C, H, W)`` (the file datamodules'
+        ``five_crop``) → the mean of the ``K`` crops' logits (LIFT's five-crop ensembling)."""
+        if images.dim() == 5:
+            return self(images.flatten(0, 1)).unflatten(0, images.shape[:2]).mean(dim=1)
         if self.channels_last and images.dim() == 4:
             images = images.contiguous(memory_format=torch.channels_last)
         backbone = self.backbone if self.compiled_backbone is None else self.compiled_backbone

@@ -192,4 +192,4 @@ def test_bad_arguments_name_themselves():
     with pytest.raises(ValueError, match="color_jitter must be >= 0"):
         ImageFolderLTDataModule(train="x", color_jitter=-0.1)
     with pytest.raises(ValueError, match=r"resize \(200\) must be >= image_size \(224\)"):
-        ImageFolderLTDataModule(train="x", resize=200)
+        ImageFolderLTDataModule(train="x", image_size=224, resize=200)

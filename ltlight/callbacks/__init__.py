@@ -1,7 +1,7 @@
 """Callbacks: epoch switches (DRW, DRS, TaiLr's γ, decoupled classifier retraining), post-hoc
 calibration (temperature, logit adjustment, τ-normalisation), run safety (the checkpoint an
 interrupted run resumes from, a stop on a non-finite loss, the RNG states), the per-class report,
-the prediction writer, the best epoch on a validation split."""
+the prediction writer, the best epoch on a validation split, the text-initialised classifier."""
 
 from ltlight.callbacks.best_checkpoint import BestCheckpoint
 from ltlight.callbacks.epoch_switches.classifier_retraining import ClassifierRetraining
@@ -17,6 +17,7 @@ from ltlight.callbacks.report import PerClassReport
 from ltlight.callbacks.run_safety.finite_loss import NonFiniteLossError, StopOnNonFiniteLoss
 from ltlight.callbacks.run_safety.interrupt_checkpoint import InterruptCheckpoint
 from ltlight.callbacks.run_safety.rng_state import RNGState
+from ltlight.callbacks.text_classifier import TextInitialisedClassifier
 
 __all__ = [
     "BestCheckpoint",
@@ -33,5 +34,6 @@ __all__ = [
     "TaiLrGammaSchedule",
     "TauNormalization",
     "TemperatureScaling",
+    "TextInitialisedClassifier",
     "ThresholdTuning",
 ]

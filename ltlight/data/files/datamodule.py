@@ -19,6 +19,18 @@ validation and test :class:`~ltlight.data.files.image_list.ImageList` (validatio
 Without a validation list and with ``val_per_class = 0``, the test split serves as validation
 (the papers' protocol: no model selection, report the last epoch).
 
+**Preprocessing follows the weights.** A pretrained backbone (one with timm's ``pretrained_cfg``)
+decides the mean / std, the input size, the evaluation resize (``floor(size / crop_pct)``) and
+the interpolation: :meth:`FileLongTailDataModule.setup` reads them from the trainer's module
+(``module.backbone``, :meth:`~ltlight.preprocessing.Preprocessing.from_backbone`) and the
+loaders use them. ``setup`` is the hook Lightning calls first (before the callbacks' and the
+module's ``setup``, long before any loader is built), on every rank and for every stage, and the
+module's ``setup`` then records the result in its checkpoints
+(:class:`~ltlight.preprocessing.Preprocessing`). ``image_size``, ``resize`` and
+``interpolation`` left unset follow the weights (224, 256, bilinear without pretrained weights);
+a value typed that differs is an error naming both. Without a trainer, call
+:meth:`FileLongTailDataModule.follow_weights` yourself.
+
 Multi-label data (:mod:`ltlight.data.files.multilabel`: ``labels`` float ``(N, C)``, NaN for
 uncertain) takes the same path with :attr:`FileLongTailDataModule.multi_label` true: every class
 needs a positive training image, ``class_counts`` are positives per class (head / medium / tail
@@ -32,6 +44,7 @@ from typing import ClassVar
 
 import torch
 from lightning.pytorch.utilities import rank_zero_info
+from torch import nn
 
 from ltlight.checks import check_choice, check_integer, check_range
 from ltlight.data.base import SplitDataModule
@@ -49,6 +62,7 @@ from ltlight.data.profiles import (
     validation_indices,
 )
 from ltlight.data.sampling import SAMPLING_MODES
+from ltlight.preprocessing import INTERPOLATIONS, Preprocessing, weights_name
 
 #: ImageNet's per-channel mean / std of [0, 1] images, used by every ImageNet-LT, Places-LT and
 #: iNaturalist recipe.
@@ -75,8 +89,15 @@ class FileLongTailDataModule(SplitDataModule):
             class = class 0, ``n_max`` = the smallest class's size); ``None`` keeps it as read.
         profile: ``"exp"`` or ``"step"``, with ``imbalance_ratio``.
         step_fraction: for ``"step"``, the fraction of head classes, in (0, 1).
-        image_size: side of the crops, 224 in the recipes.
-        resize: the evaluation resize of the shorter side before the centre crop, 256.
+        image_size: side of the crops; ``None``: the pretrained backbone's input size, else 224
+            (the recipes').
+        resize: the evaluation resize of the shorter side before the centre crop; ``None``: the
+            pretrained backbone's ``floor(image_size / crop_pct)``, else 256.
+        interpolation: ``"bilinear"``, ``"bicubic"`` or ``"nearest"``; ``None``: the pretrained
+            backbone's (CLIP: bicubic), else bilinear.
+        five_crop: test-time ensembling in validation, test and prediction: resize the shorter
+            side to ``image_size + 24`` and take five crops (torchvision's ``FiveCrop``, as
+            LIFT); the module averages their logits. Off by default.
         check_files: look up every file at set-up (one ``stat`` each); a missing file then fails
             at once, naming it, instead of in the middle of an epoch.
         skip_bad_images: drop missing files at set-up, and images that do not decode when they
@@ -107,12 +128,14 @@ class FileLongTailDataModule(SplitDataModule):
         imbalance_ratio: float | None = None,
         profile: str = "exp",
         step_fraction: float = 0.5,
-        image_size: int = 224,
-        resize: int = 256,
+        image_size: int | None = None,
+        resize: int | None = None,
         check_files: bool = True,
         skip_bad_images: bool = False,
         decode_on_device: bool = False,
         decoder: str = "pil",
+        interpolation: str | None = None,
+        five_crop: bool = False,
         val_fraction: float = 0.0,
         sampling: str = "instance",
     ) -> None:
@@ -127,10 +150,22 @@ class FileLongTailDataModule(SplitDataModule):
         self.imbalance_ratio = imbalance_ratio
         self.profile = profile
         self.step_fraction = step_fraction
-        self.image_size = check_integer("image_size", image_size, 1)
-        self.resize = check_integer("resize", resize, 1)
-        if self.resize < self.image_size:
-            raise ValueError(f"resize ({resize}) must be >= image_size ({image_size})")
+        check_integer("image_size", image_size, 1, optional=True)
+        check_integer("resize", resize, 1, optional=True)
+        if interpolation is not None:
+            check_choice("interpolation", interpolation, INTERPOLATIONS)
+        #: What the user typed (``None``: not typed); the pretrained weights fill in the rest.
+        self.given_preprocessing = {
+            "image_size": image_size,
+            "resize": resize,
+            "interpolation": interpolation,
+        }
+        self.image_size = image_size or 224
+        self.resize = resize or max(256, self.image_size)
+        self.interpolation = interpolation or "bilinear"
+        if image_size is not None:  # else the weights may still choose a smaller size
+            self._check_resize()
+        self.five_crop = five_crop
         self.check_files = check_files
         self.skip_bad_images = skip_bad_images
         self.decode_on_device = decode_on_device
@@ -139,6 +174,10 @@ class FileLongTailDataModule(SplitDataModule):
             require_dali()  # a missing extra fails here, at configuration, in one line
         self._lists: dict[str, ImageList | None] | None = None
         self._class_names: list[str] = []
+
+    def _check_resize(self) -> None:
+        if self.resize < self.image_size:
+            raise ValueError(f"resize ({self.resize}) must be >= image_size ({self.image_size})")
 
     def read_lists(self) -> tuple[ImageList, ImageList | None, ImageList | None, list[str]]:
         """``(train, val, test, class_names)`` as stored; ``val`` / ``test`` may be ``None``."""
@@ -292,9 +331,47 @@ class FileLongTailDataModule(SplitDataModule):
                 stacklevel=4,
             )
 
+    # -- preprocessing that follows the pretrained weights -----------------------------------
+    def follow_weights(self, backbone: nn.Module) -> Preprocessing | None:
+        """Use ``backbone``'s pretrained preprocessing (mean / std, size, resize, interpolation).
+
+        Returns what the weights expect (:meth:`Preprocessing.from_backbone`), ``None`` (and
+        nothing changes) for a backbone without timm's ``pretrained_cfg``.
+
+        Raises:
+            ValueError: ``image_size``, ``resize`` or ``interpolation`` was given and differs from
+                the weights' (the message names both), or the weights' channel count is not 3.
+        """
+        weights = Preprocessing.from_backbone(backbone)
+        if weights is None:
+            return None
+        name = weights_name(backbone)
+        if len(weights.mean) != self.in_channels:
+            raise ValueError(
+                f"{name} expects {len(weights.mean)}-channel images; {self.name} has "
+                f"{self.in_channels}"
+            )
+        for argument, given in self.given_preprocessing.items():
+            expected = getattr(weights, argument)
+            if given is not None and given != expected:
+                raise ValueError(
+                    f"{argument}={given!r} (the data's argument) conflicts with the pretrained "
+                    f"backbone {name}, whose preprocessing has {argument}={expected!r}: remove "
+                    f"{argument} from the data's arguments (the weights set it)"
+                )
+        self.mean, self.std = weights.mean, weights.std
+        self.image_size, self.resize = weights.image_size, weights.resize
+        self.interpolation = weights.interpolation
+        return weights
+
     # -- LightningDataModule hooks ----------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
         self.splits  # noqa: B018 - reads and checks the lists on every rank
+        # The first hook of every stage: the loaders (built later) then use the weights'
+        # preprocessing, and the module's setup records it for the checkpoint.
+        module = self.trainer.lightning_module if self.trainer is not None else None
+        if module is not None:
+            self.follow_weights(getattr(module, "backbone", module))
 
     @property
     def predict_files(self) -> list[str] | None:
@@ -319,6 +396,7 @@ class FileLongTailDataModule(SplitDataModule):
             raise ValueError(
                 f"{self.name}: no {split} split: give one (or val_per_class > 0 for validation)"
             )
+        self._check_resize()
         augment = split == "train" and self.augment
         dataset = self.make_dataset(
             images,
@@ -327,6 +405,16 @@ class FileLongTailDataModule(SplitDataModule):
             resize=self.resize,
             skip_bad_images=self.skip_bad_images,
         )
+        dataset.interpolation = self.interpolation
+        dataset.five_crop = self.five_crop and split != "train"  # evaluation splits only
+        decoder = self.decoder
+        if decoder == "dali" and dataset.five_crop:
+            decoder = "pil"  # five crops need the whole image: no region for DALI to decode
+        if decoder == "dali" and self.interpolation != "bilinear":
+            raise ValueError(
+                f"decoder='dali' resizes bilinearly, but the interpolation is "
+                f"{self.interpolation!r} (the pretrained weights' or typed): use decoder='pil'"
+            )
         return FileDataLoader(
             dataset,
             batch_size,
@@ -340,6 +428,6 @@ class FileLongTailDataModule(SplitDataModule):
             num_workers=self.num_workers,
             device=device,
             decode_on_device=self.decode_on_device,
-            decoder=self.decoder,
+            decoder=decoder,
             sampling=self.sampling if split == "train" else "instance",
         )

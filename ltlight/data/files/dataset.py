@@ -2,7 +2,9 @@
 
 Training images get the recipe of Kang et al. (ICLR 2020) and the ImageNet-LT papers:
 ``RandomResizedCrop(224)`` (scale (0.08, 1), ratio (3/4, 4/3)) and a horizontal flip;
-evaluation images ``Resize(256)`` (shorter side) + ``CenterCrop(224)``. Colour jitter
+evaluation images ``Resize(256)`` (shorter side) + ``CenterCrop(224)``, or with ``five_crop``
+``Resize(224 + 24)`` + ``FiveCrop(224)`` (test-time ensembling; the item is then five crops).
+The resampling filter is ``interpolation`` (bilinear; bicubic for CLIP's weights). Colour jitter
 (:mod:`ltlight.data.files.color_jitter`) runs here too when training on the CPU — one affine map per
 image on its crop, cheap next to decoding — and on the whole batch on the GPU otherwise; workers
 hand over uint8 crops, and normalisation and the float conversion run on the training device.
@@ -34,6 +36,7 @@ from torch.utils.data import Dataset
 
 from ltlight.data.files.color_jitter import color_jitter, draw_jitter
 from ltlight.data.files.image_list import ImageList
+from ltlight.preprocessing import FIVE_CROP_MARGIN, five_crops
 
 #: RandomResizedCrop's defaults (torchvision, and every ImageNet-LT recipe).
 CROP_SCALE = (0.08, 1.0)
@@ -107,14 +110,18 @@ class EncodedImage(NamedTuple):
     path: str
 
 
-def resize_and_flip(pixels: Tensor, size: int, flip: bool) -> Tensor:
-    """uint8 ``(3, h, w)`` crop → ``(3, size, size)``: antialiased bilinear, then flip.
+def resize_and_flip(
+    pixels: Tensor, size: int, flip: bool, interpolation: str = "bilinear"
+) -> Tensor:
+    """uint8 ``(3, h, w)`` crop → ``(3, size, size)``: antialiased ``interpolation`` (bilinear;
+    bicubic for CLIP's weights), then flip.
 
     The one resize of every CPU decoder (Pillow's crops and DALI's regions alike); fastest when
     ``pixels`` is a channels-last view (an ``(h, w, 3)`` array permuted), as decoders give it.
     The result keeps that layout: whoever stacks or normalises the crops copies it anyway.
     """
-    crop = TF.resize(pixels, [size, size], antialias=True)
+    mode = TF.InterpolationMode(interpolation)
+    crop = TF.resize(pixels, [size, size], interpolation=mode, antialias=True)
     return crop.flip(-1) if flip else crop
 
 
@@ -135,6 +142,9 @@ class ImageFileDataset(Dataset):
             decoder outside the dataset (``False``).
         skip_bad_images: return ``None`` as the image of a file that is missing or does not decode
             (the loader drops it and warns) instead of raising :class:`BadImageError`.
+        interpolation: the resampling filter, ``"bilinear"``, ``"bicubic"`` or ``"nearest"``.
+        five_crop: evaluation only: ``Resize(size + 24)`` + ``FiveCrop(size)``, the image a uint8
+            ``(5, 3, size, size)`` stack.
     """
 
     def __init__(
@@ -147,6 +157,8 @@ class ImageFileDataset(Dataset):
         decode_in_worker: bool = True,
         skip_bad_images: bool = False,
         color_jitter: float = 0.0,
+        interpolation: str = "bilinear",
+        five_crop: bool = False,
     ) -> None:
         self.images = images
         self.labels = images.labels
@@ -157,6 +169,8 @@ class ImageFileDataset(Dataset):
         self.decode_in_worker = decode_in_worker
         self.skip_bad_images = skip_bad_images
         self.color_jitter = color_jitter
+        self.interpolation = interpolation
+        self.five_crop = five_crop and not train
 
     def __len__(self) -> int:
         return len(self.images)
@@ -176,6 +190,8 @@ class ImageFileDataset(Dataset):
         if self.train:
             box = random_resized_crop_box(height, width, generator)
             flip = bool(torch.rand(1, generator=generator).item() < 0.5)
+        elif self.five_crop:
+            box, flip = (0, 0, height, width), False
         else:
             box, flip = center_crop_box(height, width, self.resize, self.size), False
         if not self.decode_in_worker:
@@ -212,12 +228,15 @@ class ImageFileDataset(Dataset):
     ) -> Tensor:
         top, left, h, w = box
         full_width, full_height = image.size
+        if self.five_crop:
+            # the shorter side must keep >= size + 24 pixels (the resize before the crops)
+            side = (self.size + FIVE_CROP_MARGIN) / min(h, w)
+            wanted = (math.ceil(full_width * side), math.ceil(full_height * side))
+        else:
+            wanted = (math.ceil(full_width * self.size / w), math.ceil(full_height * self.size / h))
         if draft and image.format == "JPEG":
-            # The smallest DCT scale at which the crop still has >= size pixels per side.
-            image.draft(
-                "RGB",
-                (math.ceil(full_width * self.size / w), math.ceil(full_height * self.size / h)),
-            )
+            # The smallest DCT scale at which the crop still has the pixels it is resized to.
+            image.draft("RGB", wanted)
         scale_x, scale_y = image.size[0] / full_width, image.size[1] / full_height
         top, left = round(top * scale_y), round(left * scale_x)
         h, w = max(1, round(h * scale_y)), max(1, round(w * scale_x))
@@ -225,7 +244,7 @@ class ImageFileDataset(Dataset):
             image = image.convert("RGB")
         region = image.crop((left, top, left + w, top + h))  # decodes, copies only the crop
         pixels = torch.from_numpy(np.array(region)).permute(2, 0, 1)  # CHW view, channels-last
-        return resize_and_flip(pixels, self.size, flip)
+        return crop_pixels(pixels, self.size, flip, self.interpolation, self.five_crop)
 
     def _bad(
         self, path: str, label: int | Tensor, error: BaseException
@@ -234,6 +253,16 @@ class ImageFileDataset(Dataset):
             return None, label, path
         reason = "does not exist" if isinstance(error, FileNotFoundError) else "does not decode"
         raise BadImageError(f"{path}: image {reason} ({error}); pass skip_bad_images=True to skip")
+
+
+def crop_pixels(
+    pixels: Tensor, size: int, flip: bool, interpolation: str, five_crop: bool
+) -> Tensor:
+    """A decoded crop box ``(3, h, w)`` → the uint8 network input: :func:`resize_and_flip`, or
+    with ``five_crop`` the ``(5, 3, size, size)`` five crops of the box's image."""
+    if five_crop:
+        return five_crops(pixels, size, interpolation)
+    return resize_and_flip(pixels, size, flip, interpolation)
 
 
 def round_to_uint8(images: Tensor) -> Tensor:
@@ -261,10 +290,18 @@ def collate(samples: list[tuple[Any, int | Tensor, str]]) -> tuple[Any, Tensor, 
     return images, labels, bad
 
 
-def decode_batch_on_device(encoded: list[EncodedImage], size: int, device: torch.device) -> Tensor:
-    """Decode a batch of JPEG bytes on ``device`` (nvJPEG on a GPU) and crop / flip each image.
+def decode_batch_on_device(
+    encoded: list[EncodedImage],
+    size: int,
+    device: torch.device,
+    interpolation: str = "bilinear",
+    five_crop: bool = False,
+) -> Tensor:
+    """Decode a batch of JPEG bytes on ``device`` (nvJPEG on a GPU) and crop / flip each image
+    (:func:`crop_pixels`).
 
-    Returns uint8 ``(B, 3, size, size)`` on ``device``.
+    Returns uint8 ``(B, 3, size, size)`` (``(B, 5, 3, size, size)`` with ``five_crop``) on
+    ``device``.
     """
     with warnings.catch_warnings():
         # torchvision 0.29 deprecates its decoders in favour of TorchCodec, which has no batched
@@ -278,9 +315,10 @@ def decode_batch_on_device(encoded: list[EncodedImage], size: int, device: torch
     crops = []
     for image, sample in zip(decoded, encoded, strict=True):
         top, left, h, w = sample.box
-        crop = TF.resized_crop(image, top, left, h, w, [size, size], antialias=True)
-        crops.append(crop.flip(-1) if sample.flip else crop)
-    return torch.stack(crops) if crops else torch.empty(0, 3, size, size, dtype=torch.uint8)
+        region = image[:, top : top + h, left : left + w]
+        crops.append(crop_pixels(region, size, sample.flip, interpolation, five_crop))
+    shape = (0, 5, 3, size, size) if five_crop else (0, 3, size, size)
+    return torch.stack(crops) if crops else torch.empty(shape, dtype=torch.uint8)
 
 
 def missing_files(images: ImageList) -> list[int]:

@@ -185,7 +185,10 @@ class FileDataLoader(ResumableEpochLoader):
             if bad:
                 self._report_skipped(bad)
             if self.decode_on_device and self.dali is None:
-                images = decode_batch_on_device(images, self.dataset.size, self.device)
+                dataset = self.dataset
+                images = decode_batch_on_device(
+                    images, dataset.size, self.device, dataset.interpolation, dataset.five_crop
+                )
             else:
                 images = images.to(self.device, non_blocking=True)
             labels = labels.to(self.device, non_blocking=True)
