@@ -189,6 +189,17 @@ def test_a_method_is_composed_onto_its_datasets_recipe():
     assert resolved(QUICK_START, "--trainer.max_epochs=3")["trainer"]["max_epochs"] == 3
 
 
+def test_a_multilabel_method_is_composed_onto_a_multilabel_recipe():
+    db = resolved(ROOT / "configs" / "coco_mlt" / "db.yaml")  # + the release's COCO values
+    assert db["data"]["init_args"]["sampling"] == "class_aware"
+    loss = db["model"]["init_args"]["loss"]
+    assert loss["class_path"] == "ltlight.losses.DistributionBalancedLoss"
+    assert loss["init_args"]["mu"] == 0.2 and loss["init_args"]["negative_scale"] == 2.0
+    assert loss["init_args"]["alpha"] == 0.1  # the defaults it shares with VOC-MLT
+    voc = resolved(ROOT / "configs" / "voc_mlt" / "db.yaml")["model"]["init_args"]["loss"]
+    assert voc["init_args"]["mu"] == 0.3 and voc["init_args"]["negative_scale"] == 5.0
+
+
 def test_an_unknown_method_is_one_line_listing_the_methods(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["fit", "--config", str(ROOT / "configs" / "digits_lt" / "ldam_drv.yaml")])
