@@ -7,61 +7,74 @@ CRCs) and evaluates wrong weights. :func:`read_checkpoint` checks the archive fi
 it safely (``weights_only=True``), and names the file and what is wrong with it.
 ``LongTailModule(init_weights=<run>.ckpt)`` starts stage 2 of decoupled training from stage 1's
 backbone: :func:`load_backbone_weights` copies those tensors and names any that do not fit.
+
+Writing: :func:`write_atomically` (and :class:`AtomicCheckpointIO`, which ``ltlight`` gives
+every trainer) writes a file under a temporary name beside it and renames it into place, so a
+full disk or a killed process never leaves a partial checkpoint where one is looked for.
+Lightning's own save goes through the temporary folder, whose copy into the run's folder is not
+atomic when the two are on different disks.
 """
 
 import os
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
+from lightning.fabric.plugins import TorchCheckpointIO
 from torch import nn
 
 
-def check_checkpoint_file(path: str | os.PathLike) -> Path:
-    """Raise ``FileNotFoundError`` / ``ValueError`` unless ``path`` is an intact zip checkpoint."""
+def check_checkpoint_file(path: str | os.PathLike, argument: str = "ckpt_path") -> Path:
+    """Raise ``FileNotFoundError`` / ``ValueError`` unless ``path`` is an intact zip checkpoint;
+    the message starts with ``argument``, the option that named the file."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"ckpt_path: {path} does not exist")
+        raise FileNotFoundError(f"{argument}: {path} does not exist")
     if path.is_dir():
-        raise ValueError(f"ckpt_path: {path} is a folder, not a checkpoint file")
+        raise ValueError(f"{argument}: {path} is a folder, not a checkpoint file")
     if path.stat().st_size == 0:
-        raise ValueError(f"ckpt_path: {path} is empty (0 bytes), not a checkpoint")
+        raise ValueError(f"{argument}: {path} is empty (0 bytes), not a checkpoint")
     if not zipfile.is_zipfile(path):
         raise ValueError(
-            f"ckpt_path: {path} is not a PyTorch checkpoint: it has no zip directory (a truncated "
+            f"{argument}: {path} is not a PyTorch checkpoint: it has no zip directory (a truncated "
             "or partly copied checkpoint, or another kind of file)"
         )
     try:
         with zipfile.ZipFile(path) as archive:
             damaged = archive.testzip()  # reads every member and checks its CRC-32
     except (zipfile.BadZipFile, OSError, EOFError) as error:
-        raise ValueError(f"ckpt_path: {path} is a damaged checkpoint archive ({error})") from error
+        raise ValueError(f"{argument}: {path} is a damaged checkpoint archive ({error})") from error
     if damaged is not None:
         raise ValueError(
-            f"ckpt_path: {path} is damaged: member {damaged!r} fails its CRC-32 check (the file "
+            f"{argument}: {path} is damaged: member {damaged!r} fails its CRC-32 check (the file "
             "changed after it was written)"
         )
     return path
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+def read_checkpoint(path: str | os.PathLike, argument: str = "ckpt_path") -> dict[str, Any]:
     """The checkpoint at ``path``, loaded on the CPU with ``weights_only=True``, after
-    :func:`check_checkpoint_file`; a ``ValueError`` naming the file if it is not a Lightning
-    checkpoint."""
-    path = check_checkpoint_file(path)
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as error:
-        raise ValueError(
-            f"ckpt_path: {path} could not be read as a checkpoint: {type(error).__name__}: "
-            f"{str(error).splitlines()[0] if str(error) else ''}"
-        ) from error
+    :func:`check_checkpoint_file`; a ``ValueError`` naming ``argument`` and the file if it is
+    not a Lightning checkpoint."""
+    checkpoint = _load(path, argument)
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise ValueError(
-            f"ckpt_path: {path} is a torch file but not a Lightning checkpoint (no 'state_dict')"
+            f"{argument}: {path} is a torch file but not a Lightning checkpoint (no 'state_dict')"
         )
     return checkpoint
+
+
+def _load(path: str | os.PathLike, argument: str) -> Any:
+    path = check_checkpoint_file(path, argument)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as error:
+        raise ValueError(
+            f"{argument}: {path} could not be read as a checkpoint: {type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else ''}"
+        ) from error
 
 
 def load_backbone_weights(backbone: nn.Module, path: str) -> None:
@@ -69,16 +82,19 @@ def load_backbone_weights(backbone: nn.Module, path: str) -> None:
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        ValueError: a backbone tensor missing from the checkpoint, an extra one, or one with
-            another shape; the message names it.
+        ValueError: a file that is not an intact checkpoint (truncated, damaged, empty: the
+            checks of ``--ckpt_path``), a backbone tensor missing from the checkpoint, an extra
+            one, or one with another shape; the message names it.
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"init_weights: no checkpoint at {path!r} (the stage-1 run's .ckpt: run stage 1 "
             "first, or point init_weights at its checkpoint)"
         )
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    state = checkpoint.get("state_dict", checkpoint)
+    checkpoint = _load(path, "init_weights")  # the checks --ckpt_path has
+    state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict):
+        raise ValueError(f"init_weights: {path} is a torch file but holds no state dict")
     prefix = "backbone."
     saved = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     own = backbone.state_dict()
@@ -99,3 +115,34 @@ def load_backbone_weights(backbone: nn.Module, path: str) -> None:
             f"backbone.{extra[0]} (another architecture?)"
         )
     backbone.load_state_dict(saved)
+
+
+def write_atomically(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> None:
+    """Call ``write(file)`` on ``.<name>.partial-<pid>`` beside ``path``, flush it to disk, then
+    rename it to ``path``: ``path`` is either its old content or the whole new one, and a write
+    that fails (a full disk) removes its partial file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    try:
+        with open(partial, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's ``torch.save`` checkpoint IO, writing local files with
+    :func:`write_atomically` (a remote URL is left to Lightning's own transaction)."""
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
+        if storage_options is not None or "://" in str(path):
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
+        write_atomically(path, lambda file: torch.save(checkpoint, file))

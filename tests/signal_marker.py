@@ -9,8 +9,11 @@ and waits until Lightning has seen SIGTERM (a real SIGTERM, or Ctrl-C turned int
 
 import os
 import time
+from typing import Any
 
 import lightning as L
+
+from ltlight.data import DigitsLTDataModule
 
 
 class WaitForSignal(L.Callback):
@@ -29,3 +32,20 @@ class WaitForSignal(L.Callback):
         deadline = time.monotonic() + self.timeout
         while not trainer.received_sigterm and time.monotonic() < deadline:
             time.sleep(0.02)
+
+
+class WaitInSetup(DigitsLTDataModule):
+    """Digits-LT whose set-up writes its process id to ``marker`` and then waits (up to
+    ``timeout`` seconds): a signal sent once the marker exists lands during start-up."""
+
+    def __init__(self, marker: str, timeout: float = 120.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.marker = marker
+        self.timeout = timeout
+
+    def setup(self, stage: str | None = None) -> None:
+        with open(f"{self.marker}.partial", "w") as file:
+            file.write(f"{os.getpid()}\n")
+        os.replace(f"{self.marker}.partial", self.marker)
+        time.sleep(self.timeout)
+        super().setup(stage)

@@ -223,7 +223,7 @@ def check_quick_start(tmp_path, *overrides, epochs=40):
     fit = run_ltlight("fit", "--config", str(QUICK_START), *overrides, cwd=tmp_path)
     assert fit.returncode == 0, fit.stderr[-3000:]
     (run,) = (tmp_path / "runs" / "digits_lt" / "ldam_drw").iterdir()
-    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.yaml", "wandb"]
+    assert sorted(p.name for p in run.iterdir()) == [".lock", "checkpoints", "config.yaml", "wandb"]
     assert [p.name for p in (run / "checkpoints").iterdir()] == ["last.ckpt"]
     checkpoint = run / "checkpoints" / "last.ckpt"
     assert torch.load(checkpoint, weights_only=True)["epoch"] == epochs - 1  # the last epoch

@@ -46,7 +46,7 @@ def test_fit_test_predict_round_trip_on_a_multilabel_csv_folder(tmp_path):
     predict = ltlight("predict", "--config", str(CONFIG), *QUIET, *data_args,
                       f"--ckpt_path={checkpoint}", cwd=tmp_path)  # fmt: skip
     assert predict.returncode == 0, predict.stderr[-3000:]
-    predictions = run / "predictions.csv"
+    predictions = run / "predictions-last.csv"  # named after the checkpoint
     with open(predictions, newline="") as file:
         rows = list(csv.DictReader(file))
     assert list(rows[0]) == ["index", "file", "labels", "label_names", "predicted",

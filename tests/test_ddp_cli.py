@@ -67,7 +67,7 @@ def folder_args(root: Path) -> list[str]:
 @pytest.mark.slow
 def test_predict_under_ddp_writes_one_file_equal_to_one_process(odd_image_folder, tmp_path):
     """Each rank predicts its shard (positions r, r + 2, ...) in batches of 4; rank 0 writes one
-    predictions.csv whose rows are the single process's, each naming its own image."""
+    predictions-last.csv whose rows are the single process's, each naming its own image."""
     args = folder_args(odd_image_folder)
     fit = ltlight("fit", *args, *ONE_PROCESS, "--trainer.max_epochs=1", cwd=tmp_path)
     assert fit.returncode == 0, fit.stderr[-3000:]
@@ -75,14 +75,14 @@ def test_predict_under_ddp_writes_one_file_equal_to_one_process(odd_image_folder
     run = checkpoint.parent.parent
     single = ltlight("predict", *args, *ONE_PROCESS, f"--ckpt_path={checkpoint}", cwd=tmp_path)
     assert single.returncode == 0, single.stderr[-3000:]
-    expected = read_rows(run / "predictions.csv")
-    (run / "predictions.csv").unlink()
+    expected = read_rows(run / "predictions-last.csv")
+    (run / "predictions-last.csv").unlink()
 
     ddp = ltlight("predict", *args, *DDP, f"--ckpt_path={checkpoint}", cwd=tmp_path)
     assert ddp.returncode == 0, ddp.stderr[-3000:]
-    assert sorted(p.name for p in run.glob("predictions*.csv")) == ["predictions.csv"]
-    assert f"predictions: {run / 'predictions.csv'} (15 rows)" in ddp.stdout
-    rows = read_rows(run / "predictions.csv")
+    assert sorted(p.name for p in run.glob("predictions*.csv")) == ["predictions-last.csv"]
+    assert f"predictions: {run / 'predictions-last.csv'} (15 rows)" in ddp.stdout
+    rows = read_rows(run / "predictions-last.csv")
     exact = ["index", "file", "label", "label_name", "predicted", "top5_classes"]
     assert [[r[c] for c in exact] for r in rows] == [[r[c] for c in exact] for r in expected]
     for column in ("confidence", "top5_probabilities"):  # other batches: float32 rounding

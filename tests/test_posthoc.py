@@ -4,7 +4,9 @@ References written again here: T against a brute-force NLL grid, the adjusted so
 normalised rows by hand in float64; every callback through Lightning's real Trainer on Digits-LT.
 """
 
+import logging
 import math
+from pathlib import Path
 
 import lightning as L
 import numpy as np
@@ -181,7 +183,7 @@ def test_tau_normalisation_with_a_given_tau_by_hand(tmp_path):
     torch.testing.assert_close(norms, torch.ones(10))  # τ = 1: unit rows
 
 
-def test_a_saved_checkpoint_is_calibrated_in_one_command(tmp_path):
+def test_a_saved_checkpoint_is_calibrated_in_one_command_into_the_run_folder(tmp_path, caplog):
     from ltlight.cli import LongTailCLI
 
     base = [
@@ -195,16 +197,24 @@ def test_a_saved_checkpoint_is_calibrated_in_one_command(tmp_path):
     ]
     LongTailCLI(args=["fit", *base, "--trainer.callbacks=[]"])
     (checkpoint,) = tmp_path.rglob("checkpoints/*.ckpt")
-    calibrated = tmp_path / "calibrated.ckpt"
-    cli = LongTailCLI(
-        args=[
-            "test",
-            *base,
-            f"--ckpt_path={checkpoint}",
-            "--trainer.callbacks+=ltlight.callbacks.TemperatureScaling",
-            f"--trainer.callbacks.save_path={calibrated}",
-        ]
-    )
+    calibrated = checkpoint.parent.parent / "calibrated.ckpt"  # a relative save_path: the run's
+    lightning_log = logging.getLogger("lightning.pytorch")  # it does not propagate to the root
+    lightning_log.addHandler(caplog.handler)
+    try:
+        cli = LongTailCLI(
+            args=[
+                "test",
+                *base,
+                f"--ckpt_path={checkpoint}",
+                "--trainer.callbacks+=ltlight.callbacks.TemperatureScaling",
+                "--trainer.callbacks.save_path=calibrated.ckpt",
+            ]
+        )
+    finally:
+        lightning_log.removeHandler(caplog.handler)
+    assert not Path("calibrated.ckpt").exists()
+    assert f"calibrated checkpoint saved to {calibrated}" in caplog.text
+    assert "weights_only" not in caplog.text  # no notice beside "load with weights_only=True"
     temperature = cli.model.temperature
     assert temperature != 1.0
     saved = torch.load(calibrated, weights_only=True)["state_dict"]["calibration.temperature"]

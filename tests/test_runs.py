@@ -18,12 +18,20 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 from ltlight import LongTailModule
 from ltlight.callbacks import BestCheckpoint, PredictionWriter
-from ltlight.checkpoints import read_checkpoint
+from ltlight.callbacks.run_safety.finite_loss import NonFiniteLossError
+from ltlight.checkpoints import AtomicCheckpointIO, read_checkpoint, write_atomically
 from ltlight.cli import LongTailCLI, main
-from ltlight.cli.runs import config_differences, find_last_checkpoint, new_run_dir
+from ltlight.cli.runs import (
+    config_differences,
+    find_last_checkpoint,
+    lock_run,
+    new_run_dir,
+    unlock_run,
+)
 from ltlight.data import DigitsLTDataModule, ImageFolderLTDataModule
 from ltlight.models import DigitsNet, resnet32
 
@@ -68,7 +76,7 @@ def ce_run(tmp_path_factory):
 
 def test_a_run_writes_its_own_folder_with_the_last_epoch_as_last_ckpt(ce_run):
     cwd, run = ce_run
-    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.yaml"]
+    assert sorted(p.name for p in run.iterdir()) == [".lock", "checkpoints", "config.yaml"]
     checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert checkpoint["epoch"] == 1 and checkpoint["global_step"] == 16
     assert "ltlight.losses.CrossEntropyLoss" in (run / "config.yaml").read_text()
@@ -100,6 +108,82 @@ def test_the_same_command_twice_makes_two_runs_and_resumes_neither(tmp_path):
     assert len(runs) == 2
     for run in runs:
         assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 0
+
+
+def test_a_run_name_or_run_dir_that_holds_a_run_is_refused_and_the_run_kept(
+    ce_run, monkeypatch, capsys
+):
+    cwd, run = ce_run
+    monkeypatch.chdir(cwd)
+    before = {path: path.read_bytes() for path in run.rglob("*") if path.is_file()}
+    named = Path("runs", "digits_lt", "ce", run.name)
+    for argument, value, folder in (("run_name", run.name, named), ("run_dir", str(run), run)):
+        code = run_main(
+            "fit", "--config", str(CONFIGS / "ce.yaml"), *QUIET, f"--{argument}={value}"
+        )
+        err = capsys.readouterr().err
+        assert code == 2, err
+        assert f"{argument}: {folder} already holds a run (config.yaml" in err, err
+        assert "--ckpt_path last" in err and "Traceback" not in err
+    assert {path: path.read_bytes() for path in run.rglob("*") if path.is_file()} == before
+
+
+def test_a_second_ckpt_path_last_is_refused_while_the_first_holds_the_run(
+    ce_run, tmp_path, monkeypatch, capsys
+):
+    run = tmp_path / "runs" / "digits_lt" / "ce" / "copy"
+    shutil.copytree(ce_run[1], run)
+    monkeypatch.chdir(tmp_path)
+    hold = "import sys, time; from pathlib import Path; from ltlight.cli.runs import lock_run; "
+    hold += "lock_run(Path(sys.argv[1])); print('held', flush=True); time.sleep(300)"
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(run)], env=environment(),
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        code = run_main("fit", "--config", str(CONFIGS / "ce.yaml"), *QUIET, "--ckpt_path=last")
+        err = capsys.readouterr().err
+        assert code == 2, err
+        assert f"{run.resolve()} is in use by another ltlight command (process {holder.pid})" in err
+    finally:
+        holder.kill()  # SIGKILL: no clean-up runs in the holder
+        holder.wait()
+    lock_run(run)  # the system released the killed process's lock
+    unlock_run(run)
+
+
+def test_a_refused_data_set_up_leaves_no_run_folder_with_only_a_wandb_run(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.syspath_prepend(str(ROOT / "tests"))
+    quiet = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+    code = run_main(
+        "fit", "--config", str(CONFIGS / "ce.yaml"), *quiet, "--data=bad_data.SetupFails"
+    )
+    assert code == 2 and "first line of the real cause" in capsys.readouterr().err
+    assert list((tmp_path / "runs" / "digits_lt" / "ce").iterdir()) == []
+
+
+@pytest.mark.slow
+def test_sigterm_during_start_up_exits_143_with_a_message_and_leaves_no_run_folder(tmp_path):
+    marker = tmp_path / "in_setup.txt"
+    command = [sys.executable, "-m", "ltlight.cli", "fit", "--config", str(CONFIGS / "ce.yaml")]
+    command += ["--data=signal_marker.WaitInSetup", f"--data.init_args.marker={marker}"]
+    command += ["--trainer.enable_progress_bar=false"]  # W&B stays on (offline)
+    process = subprocess.Popen(command, cwd=tmp_path, env=environment(), text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 143, err[-3000:]
+    assert err.strip().splitlines()[-1] == (
+        "ltlight: stopped by SIGTERM outside training (starting or finishing)"
+    )
+    assert list((tmp_path / "runs" / "digits_lt" / "ce").iterdir()) == []
 
 
 def test_ckpt_path_last_after_sigkill_continues_from_the_last_finished_epoch(tmp_path):
@@ -213,6 +297,35 @@ def test_a_loss_that_turns_nan_stops_the_run_naming_epoch_and_batch_and_keeps_th
     assert not (run / "interrupted.ckpt").exists()
 
 
+class OverflowBatchNormFrom(L.Callback):
+    """From epoch ``epoch`` on, the first BatchNorm's running variance is inf (as after an
+    overflow): training normalises with batch statistics, so its loss stays finite."""
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == self.epoch:
+            bn = next(m for m in pl_module.modules() if isinstance(m, torch.nn.BatchNorm2d))
+            bn.running_var.fill_(float("inf"))
+
+
+def test_a_checkpoint_with_infinite_batchnorm_statistics_is_never_saved_nor_named(tmp_path):
+    last = ModelCheckpoint(dirpath=tmp_path, filename="last", enable_version_counter=False)
+    trainer = L.Trainer(accelerator="cpu", max_epochs=3, limit_train_batches=2,
+                        limit_val_batches=1, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=tmp_path,
+                        callbacks=[OverflowBatchNormFrom(1), last])  # fmt: skip
+    with pytest.raises(
+        NonFiniteLossError, match=r"backbone\.body\.1\.running_var holds NaN or inf"
+    ) as error:
+        trainer.fit(LongTailModule(DigitsNet()), datamodule=DigitsLTDataModule(val_per_class=5))
+    assert f"The last checkpoint from before it is {tmp_path / 'last.ckpt'}." in str(error.value)
+    checkpoint = torch.load(tmp_path / "last.ckpt", weights_only=True)
+    assert checkpoint["epoch"] == 0
+    assert all(torch.isfinite(t).all() for t in checkpoint["state_dict"].values())
+
+
 def broken_copies(good: Path, folder: Path) -> dict[str, tuple[Path, str]]:
     """Checkpoint files damaged in each way, and a word the error must say about each."""
     data = good.read_bytes()
@@ -266,9 +379,9 @@ def test_find_last_checkpoint_takes_the_newest_matching_run(tmp_path):
     for name, seed in (("a", 0), ("b", 1), ("c", 0)):
         (tmp_path / name / "checkpoints").mkdir(parents=True)
         (tmp_path / name / "config.yaml").write_text(config.replace("seed: 0", f"seed: {seed}"))
-        (tmp_path / name / "checkpoints" / "last.ckpt").write_bytes(b"x")
+        torch.save({"state_dict": {}}, tmp_path / name / "checkpoints" / "last.ckpt")
         time.sleep(0.02)
-    (tmp_path / "a" / "interrupted.ckpt").write_bytes(b"x")  # the newest file of all
+    torch.save({"state_dict": {}}, tmp_path / "a" / "interrupted.ckpt")  # the newest of all
     current = {
         "model": {"class_path": "m.M"},
         "data": {"class_path": "d.D", "init_args": {"seed": 0}},
@@ -279,6 +392,43 @@ def test_find_last_checkpoint_takes_the_newest_matching_run(tmp_path):
     )
     shutil.rmtree(tmp_path / "a")
     assert find_last_checkpoint(tmp_path, current)[0] == tmp_path / "c"
+
+
+def test_ckpt_path_last_skips_an_unreadable_checkpoint_saying_so_and_takes_the_newest_intact(
+    tmp_path, capsys
+):
+    config = "model: {class_path: m.M}\ndata: {class_path: d.D}\n"
+    current = {"model": {"class_path": "m.M"}, "data": {"class_path": "d.D"}}
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text(config)
+    torch.save({"state_dict": {"w": torch.ones(3)}}, run / "checkpoints" / "last.ckpt")
+    time.sleep(0.02)
+    (run / "interrupted.ckpt").write_bytes(b"")  # a disk that was full when SIGTERM came
+    assert find_last_checkpoint(tmp_path, current) == (run, run / "checkpoints" / "last.ckpt")
+    err = capsys.readouterr().err
+    assert (
+        f"skipping an unreadable checkpoint: ckpt_path: {run / 'interrupted.ckpt'} is empty" in err
+    )
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"PK\x03\x04 cut short")
+    with pytest.raises(ValueError, match="none matches") as error:
+        find_last_checkpoint(tmp_path, current)
+    assert "interrupted.ckpt is empty" in str(error.value)
+    assert "last.ckpt is not a PyTorch checkpoint" in str(error.value)
+
+
+def test_a_checkpoint_save_that_fails_leaves_the_old_file_whole_and_no_partial_file(tmp_path):
+    path = tmp_path / "last.ckpt"
+    write_atomically(path, lambda file: torch.save({"state_dict": {"w": torch.ones(2)}}, file))
+
+    class FullDisk:
+        def __reduce__(self):  # pickled after the tensors' bytes were written
+            raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        AtomicCheckpointIO().save_checkpoint({"w": torch.zeros(10**5), "x": FullDisk()}, path)
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+    assert torch.equal(read_checkpoint(path)["state_dict"]["w"], torch.ones(2))
 
 
 # --- the path after training: predictions and a model that takes raw images -----------------
@@ -296,13 +446,13 @@ def reference_probabilities(checkpoint):
     return module, torch.softmax(logits, 1), torch.cat([labels for _, labels in batches]), data
 
 
-def test_predict_writes_predictions_csv_into_the_run_folder_and_prints_its_path(ce_run):
+def test_predict_writes_predictions_named_after_the_checkpoint_and_prints_the_path(ce_run):
     cwd, run = ce_run
     checkpoint = run / "checkpoints" / "last.ckpt"
     result = ltlight("predict", "--config", str(CONFIGS / "ce.yaml"), *QUIET,
                      f"--ckpt_path={checkpoint}", cwd=cwd)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    path = run / "predictions.csv"
+    path = run / "predictions-last.csv"
     assert f"predictions: {path.resolve()} (500 rows)" in result.stdout.replace(
         str(cwd), str(cwd.resolve())
     )
@@ -319,6 +469,23 @@ def test_predict_writes_predictions_csv_into_the_run_folder_and_prints_its_path(
     torch.testing.assert_close(confidence, probs.max(1).values, atol=2e-6, rtol=0)
     top5 = torch.tensor([[int(c) for c in r["top5_classes"].split()] for r in rows])
     assert torch.equal(top5, probs.topk(5, dim=1).indices)
+
+
+def test_predicting_with_two_checkpoints_of_a_run_keeps_both_files(ce_run):
+    cwd, run = ce_run
+    best = run / "checkpoints" / "best.ckpt"
+    shutil.copy(run / "checkpoints" / "last.ckpt", best)
+    for checkpoint in (run / "checkpoints" / "last.ckpt", best):
+        result = ltlight("predict", "--config", str(CONFIGS / "ce.yaml"), *QUIET,
+                         f"--ckpt_path={checkpoint}", cwd=cwd)  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+    best.unlink()
+    assert (run / "predictions-last.csv").read_text() == (run / "predictions-best.csv").read_text()
+    assert {p.name for p in run.glob("predict_config*")} == {
+        "predict_config-last.yaml",
+        "predict_config-best.yaml",
+    }
+    assert not (run / "predictions.csv").exists()
 
 
 def test_predict_without_a_checkpoint_is_refused(ce_run, monkeypatch, capsys):

@@ -3,6 +3,8 @@ label-aware smoothing against the official MiSLAS formula, mixup, the classifier
 the two-stage run from YAML through Lightning's real Trainer."""
 
 import math
+import zipfile
+from pathlib import Path
 
 import lightning as L
 import numpy as np
@@ -242,6 +244,25 @@ def test_init_weights_from_another_architecture_names_the_tensor(tmp_path, stage
         load_backbone_weights(DigitsNet(hidden=8), "nowhere.ckpt")
 
 
+def test_init_weights_from_a_truncated_or_damaged_file_gets_the_checks_of_ckpt_path(
+    tmp_path, stage1
+):
+    data = Path(stage1[0]).read_bytes()
+    with zipfile.ZipFile(stage1[0]) as archive:
+        member = max(archive.infolist(), key=lambda info: info.file_size)
+        offset = member.header_offset + 30 + len(member.filename) + len(member.extra)
+    damaged = bytearray(data)
+    damaged[offset + member.compress_size // 2] ^= 0xFF  # a changed byte inside a tensor
+    cases = {"truncated": data[: len(data) // 2], "damaged": bytes(damaged), "empty": b""}
+    words = {"truncated": "no zip directory", "damaged": "CRC-32", "empty": "empty"}
+    for name, content in cases.items():
+        path = tmp_path / f"{name}.ckpt"
+        path.write_bytes(content)
+        with pytest.raises(ValueError, match=words[name]) as error:
+            load_backbone_weights(DigitsNet(hidden=8), str(path))
+        assert str(error.value).startswith(f"init_weights: {path} "), error.value
+
+
 def test_stage_two_without_a_stage_one_checkpoint_is_an_error(tmp_path):
     module = LongTailModule(DigitsNet(hidden=8), callbacks=[ClassifierRetraining()])
     with pytest.raises(ValueError, match=r"set model\.init_args\.init_weights to the stage-1"):
@@ -297,3 +318,23 @@ def test_two_stage_run_from_yaml(tmp_path, monkeypatch):
     assert second.model.init_weights is not None
     assert second.trainer.state.finished
     assert not torch.equal(second.model.backbone.linear.weight, first.model.backbone.linear.weight)
+
+
+@pytest.mark.slow
+def test_two_stage_logs_each_stage_to_its_own_wandb_run_in_one_group(tmp_path, monkeypatch):
+    from ltlight.cli.two_stage import run
+
+    configs = Path(__file__).resolve().parents[1] / "configs" / "digits_lt"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    extra = ["--trainer.max_epochs=1", "--trainer.enable_progress_bar=false"]
+    extra += ["--trainer.callbacks=[]"]  # W&B stays on: the digits configs' WandbLogger
+    first, second = run(str(configs / "ce_stage1.yaml"), str(configs / "crt.yaml"), extra)
+    runs = []
+    for cli in (first, second):  # each stage's W&B files are in its own run folder
+        (offline_run,) = (cli.run_dir / "wandb").glob("offline-run-*")
+        runs.append(offline_run.name.rsplit("-", 1)[-1])  # the W&B run id
+        (log,) = offline_run.glob("run-*.wandb")
+        assert b"ce_stage1+crt/" in log.read_bytes()  # the group both runs share
+    assert runs[0] != runs[1]

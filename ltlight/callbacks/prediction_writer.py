@@ -1,12 +1,12 @@
 """PredictionWriter: ``trainer.predict`` → one CSV row per image, in the predict split's order.
 
-``ltlight predict --config C --ckpt_path P`` adds one and writes ``predictions.csv`` in the run's
-folder. Columns: ``index`` (the image's position in the predict split), ``file`` (when the
-datamodule lists the predicted files in ``predict_files``), ``label`` and ``label_name`` (when
-the batch carries targets), ``predicted``, ``predicted_name``, ``confidence`` (its probability),
-``top5_classes`` and ``top5_probabilities`` (space-separated, most probable first). The
-probabilities are :meth:`~ltlight.LongTailModule.predict_proba`'s, so a fitted temperature or
-logit adjustment is applied.
+``ltlight predict --config C --ckpt_path P`` adds one and writes ``predictions-<P's name>.csv``
+(``predictions-last.csv``) in the run's folder. Columns: ``index`` (the image's position in the
+predict split), ``file`` (when the datamodule lists the predicted files in ``predict_files``),
+``label`` and ``label_name`` (when the batch carries targets), ``predicted``, ``predicted_name``,
+``confidence`` (its probability), ``top5_classes`` and ``top5_probabilities`` (space-separated,
+most probable first). The probabilities are :meth:`~ltlight.LongTailModule.predict_proba`'s, so
+a fitted temperature or logit adjustment is applied.
 
 Multi-label modules (``module.multi_label``) write, per image, ``labels`` / ``label_names`` (the
 targets' positives, when the batch carries targets), ``predicted`` / ``predicted_names`` (every

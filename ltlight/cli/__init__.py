@@ -22,9 +22,11 @@ from ltlight.cli.command import (
     ArgumentValueError,
     LongTailCLI,
     RunInterrupted,
+    StoppedBySignal,
     condense_error,
     configure_wandb_mode,
     did_you_mean,
+    stop_outside_training,
 )
 
 __all__ = ["USER_ERRORS", "LongTailCLI", "condense_error", "did_you_mean", "main"]
@@ -35,6 +37,17 @@ def main(args: list[str] | None = None) -> None:
     configure_wandb_mode()
     program = "ltlight"  # also under `python -m ltlight.cli`
     command_line = sys.argv[1:] if args is None else list(args)
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous in (signal.SIG_DFL, None):  # a bare kill would end the process without a word
+        signal.signal(signal.SIGTERM, stop_outside_training)
+    try:
+        _run(program, command_line, args)
+    finally:
+        if previous in (signal.SIG_DFL, None):
+            signal.signal(signal.SIGTERM, previous or signal.SIG_DFL)
+
+
+def _run(program: str, command_line: list[str], args: list[str] | None) -> None:
     try:
         if command_line[:1] == ["two_stage"]:
             two_stage.main(command_line[1:])
@@ -47,6 +60,9 @@ def main(args: list[str] | None = None) -> None:
         sys.exit(128 + signal.SIGTERM)
     except SIGTERMException:
         print(f"{program}: stopped by a signal", file=sys.stderr)
+        sys.exit(128 + signal.SIGTERM)
+    except StoppedBySignal as stop:
+        print(f"{program}: {stop}", file=sys.stderr)
         sys.exit(128 + signal.SIGTERM)
     except NonFiniteLossError as error:
         if os.environ.get("LTLIGHT_TRACEBACK"):

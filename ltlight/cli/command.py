@@ -9,6 +9,7 @@ import enum
 import netrc
 import os
 import re
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 import lightning as L
 import yaml
 from jsonargparse import Namespace
+from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser
 from lightning.pytorch.loggers import WandbLogger
@@ -30,7 +32,7 @@ from ltlight._lightning_internals import (
 )
 from ltlight.callbacks.prediction_writer import PredictionWriter
 from ltlight.callbacks.run_safety.interrupt_checkpoint import InterruptCheckpoint
-from ltlight.checkpoints import read_checkpoint
+from ltlight.checkpoints import AtomicCheckpointIO, read_checkpoint
 from ltlight.cli.configs import compose_arguments
 from ltlight.cli.runs import (
     CHECKPOINTS,
@@ -39,9 +41,12 @@ from ltlight.cli.runs import (
     RankZeroRunFolder,
     checkpoint_differences,
     discard_if_empty,
+    discard_unstarted,
     find_last_checkpoint,
     launched_as_rank_zero,
+    lock_run,
     new_run_dir,
+    refuse_existing_run,
     run_dir_of_checkpoint,
     run_identity,
 )
@@ -119,8 +124,9 @@ def did_you_mean(message: str, options: list[str]) -> str:
 class SaveConfigOnceStarted(SaveConfigWhenAsked):
     """Writes the run's config into its folder once set-up (and any checkpoint restore) succeeded.
 
-    ``config.yaml`` for ``fit``, ``<stage>_config.yaml`` for ``validate``/``test``/``predict``
-    (so evaluating a run's checkpoint keeps the config that trained it), in the trainer's
+    ``config.yaml`` for ``fit``, ``<stage>_config.yaml`` for ``validate``/``test``,
+    ``predict_config-<checkpoint name>.yaml`` for ``predict`` (so evaluating a run's checkpoint
+    keeps the config that trained it), in the trainer's
     ``default_root_dir`` — the run folder. Lightning's callback writes in ``setup``, before the
     module's own checks, to the logger's folder; a run that then fails on a bad argument would
     overwrite an earlier run's config. To W&B the resolved config goes as the run's config.
@@ -134,6 +140,8 @@ class SaveConfigOnceStarted(SaveConfigWhenAsked):
             folder.mkdir(parents=True, exist_ok=True)
             stage = getattr(self.stage, "value", self.stage)
             name = RUN_CONFIG if stage == "fit" else f"{stage}_{RUN_CONFIG}"
+            if stage == "predict" and trainer.ckpt_path:  # one per checkpoint predicted with
+                name = f"predict_config-{Path(trainer.ckpt_path).stem}.yaml"
             self.parser.save(self.config, str(folder / name), overwrite=True, multifile=False)
             self.save_config(trainer, pl_module, self.stage)
         self.already_saved = True
@@ -156,6 +164,27 @@ class RunInterrupted(Exception):
     """Training stopped on SIGTERM or Ctrl-C; the message says what was saved where."""
 
 
+class StoppedBySignal(BaseException):
+    """SIGTERM came while no trainer was training (starting, or after the training ended)."""
+
+
+def stop_outside_training(signum: int, frame: Any) -> None:
+    """``ltlight``'s SIGTERM handler outside training: raise :class:`StoppedBySignal`.
+
+    During ``fit`` Lightning installs its own handler and calls this one after it; then it does
+    nothing, and Lightning stops training at the end of the batch (:class:`RunInterrupted`).
+    """
+    if signal.getsignal(signal.SIGTERM) is stop_outside_training:
+        raise StoppedBySignal("stopped by SIGTERM outside training (starting or finishing)")
+
+
+def finish_wandb_run(exit_code: int = 0) -> None:
+    """End the process's current W&B run, if one is open (the next logger starts its own)."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish(exit_code=exit_code)
+
+
 def _short_class_name(config: Any, default: str) -> str:
     path = config.get("class_path") if isinstance(config, dict) else None
     return str(path).rsplit(".", 1)[-1] if path else default
@@ -172,11 +201,19 @@ class LongTailCLI(CheckpointArgumentsHook):
     given with ``--ckpt_path`` must have the config's model and data arguments (an error names
     the ones that differ) unless ``--use_ckpt_config=true`` takes them from the checkpoint.
     ``--config configs/<dataset>/<method>.yaml`` is composed from the dataset's and the method's
-    files (:mod:`ltlight.cli.configs`).
+    files (:mod:`ltlight.cli.configs`). ``wandb_defaults`` are W&B run arguments (``group``,
+    ``job_type``) a config's own ``dict_kwargs`` may override; the group is the method by default.
     """
 
-    def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
+    def __init__(
+        self,
+        args: list[str] | None = None,
+        run: bool = True,
+        wandb_defaults: dict[str, Any] | None = None,
+    ) -> None:
+        self.wandb_defaults = dict(wandb_defaults or {})
         self.run_dir: Path | None = None
+        self.created_run_dir = False
         self.config_files: list[str] = []
         try:
             super().__init__(
@@ -193,9 +230,13 @@ class LongTailCLI(CheckpointArgumentsHook):
                 run=run,
             )
         except BaseException:
-            # A start that failed leaves no empty run folder (that of rank 0, which made it).
+            # A start that failed leaves no run folder it made that holds no run (rank 0's).
             if self.run_dir is not None and launched_as_rank_zero():
-                discard_if_empty(self.run_dir)
+                if self.created_run_dir:
+                    finish_wandb_run(exit_code=1)
+                    discard_unstarted(self.run_dir)
+                else:
+                    discard_if_empty(self.run_dir)
             raise
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -256,11 +297,11 @@ class LongTailCLI(CheckpointArgumentsHook):
         method_dir = root / dataset / method
         self.run_identity = (dataset, method)
         ckpt_path = section.get("ckpt_path")
-        run_dir = section.get("run_dir")
+        run_dir, own_dir = section.get("run_dir"), None  # own_dir: the checkpoint's run folder
         if ckpt_path == "last":
-            found_dir, ckpt_file = find_last_checkpoint(method_dir, dump)
+            own_dir, ckpt_file = find_last_checkpoint(method_dir, dump)
             section["ckpt_path"] = str(ckpt_file)
-            run_dir = run_dir or found_dir
+            run_dir = run_dir or own_dir
         elif ckpt_path not in (None, "best", "hpc"):
             checkpoint = read_checkpoint(ckpt_path)
             if section.get("use_ckpt_config"):
@@ -274,10 +315,26 @@ class LongTailCLI(CheckpointArgumentsHook):
                         f"({', '.join(differences)}): give the matching --config, or "
                         "--use_ckpt_config=true to take the model and data from the checkpoint"
                     )
-            run_dir = run_dir or run_dir_of_checkpoint(ckpt_path)
-        if run_dir is None:  # only rank 0 creates it; another rank learns it at set-up
+            own_dir = run_dir_of_checkpoint(ckpt_path)
+            run_dir = run_dir or own_dir
+        new = run_dir is None
+        if new:  # only rank 0 creates it; another rank learns it at set-up
             run_dir = new_run_dir(method_dir, section.get("run_name"), launched_as_rank_zero())
         self.run_dir = Path(run_dir)
+        if self.config.get("subcommand") in (None, "fit") and launched_as_rank_zero():
+            created = (new and not section.get("run_name")) or not self.run_dir.exists()
+            self._hold_run_folder(own_dir, created)
+
+    def _hold_run_folder(self, own_dir: Path | None, created: bool) -> None:
+        """Refuse a folder that holds another run, then hold the run's lock while this command
+        lives; a start that fails removes a folder it created, unless the run began."""
+        section = self._section()
+        continuing = own_dir is not None and Path(own_dir).resolve() == self.run_dir.resolve()
+        if not continuing:
+            argument = "run_dir" if section.get("run_dir") else "run_name"
+            refuse_existing_run(self.run_dir, argument)
+        self.created_run_dir = created and not continuing
+        lock_run(self.run_dir)
 
     def _data_from_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         hparams = dict(checkpoint.get("datamodule_hyper_parameters") or {})
@@ -301,7 +358,8 @@ class LongTailCLI(CheckpointArgumentsHook):
                 if not logger.get("init_args.name"):
                     logger["init_args.name"] = f"{method}/{self.run_dir.name}"
                 extra = logger.get("dict_kwargs") or {}
-                extra.setdefault("group", method)
+                for key, value in {"group": method, **self.wandb_defaults}.items():
+                    extra.setdefault(key, value)
                 extra.setdefault("tags", [dataset, method])
                 logger["dict_kwargs"] = extra
 
@@ -316,6 +374,8 @@ class LongTailCLI(CheckpointArgumentsHook):
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         trainer = super().instantiate_trainer(**kwargs)
         trainer.callbacks.insert(0, RankZeroRunFolder(self.run_dir))
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # not a user's own plugin
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         for callback in trainer.callbacks:
             if isinstance(callback, ModelCheckpoint) and callback.dirpath is None:
                 callback.dirpath = str(self.run_dir / CHECKPOINTS)
@@ -331,7 +391,8 @@ class LongTailCLI(CheckpointArgumentsHook):
             raise RunInterrupted(self._interrupted_message()) from stop
 
     def predict(self, model: L.LightningModule, **kwargs: Any) -> None:
-        """Write ``predictions.csv`` into the run's folder (:class:`PredictionWriter`)."""
+        """Write ``predictions-<checkpoint name>.csv`` into the run's folder
+        (:class:`PredictionWriter`): predicting with ``best.ckpt`` then ``last.ckpt`` keeps both."""
         if not kwargs.get("ckpt_path"):
             raise ValueError(
                 "ckpt_path: predict needs the trained weights: --ckpt_path=FILE (a checkpoint of "
@@ -339,8 +400,10 @@ class LongTailCLI(CheckpointArgumentsHook):
             )
         writer = next((c for c in self.trainer.callbacks if isinstance(c, PredictionWriter)), None)
         if writer is None:
-            writer = PredictionWriter()  # <run folder, rank 0's>/predictions.csv
+            writer = PredictionWriter()
             self.trainer.callbacks.append(writer)
+        if writer.path is None:  # rank 0 writes, into its run folder
+            writer.path = str(self.run_dir / f"predictions-{Path(kwargs['ckpt_path']).stem}.csv")
         kwargs["return_predictions"] = False
         with warnings.catch_warnings():
             # Batch indices only serve epoch-level writers; this one writes batch by batch.

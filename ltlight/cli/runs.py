@@ -10,12 +10,17 @@ time)::
                                validation split)
     interrupted.ckpt           written when SIGTERM or Ctrl-C stops training; removed once a fit
                                that resumed from it has finished
-    predictions.csv            ``ltlight predict``
+    predictions-last.csv       ``ltlight predict --ckpt_path .../last.ckpt`` (one file per
+                               checkpoint, named after it; ``predict_config-last.yaml`` beside)
     wandb/, lightning_logs/    the loggers' files and figures
 
-A new run never continues an old one by itself. ``--ckpt_path last`` continues *this* run: the
-newest checkpoint of the newest run of the same dataset and method whose saved ``config.yaml``
-has the same model (backbone, loss, optimiser, schedule, method callbacks) and data arguments.
+A new run never continues an old one by itself, nor writes into one: ``--run_name`` or
+``--run_dir`` naming a folder that holds a run is refused. ``--ckpt_path last`` continues *this*
+run: the newest intact checkpoint of the newest run of the same dataset and method whose saved
+``config.yaml`` has the same model (backbone, loss, optimiser, schedule, method callbacks) and
+data arguments. A command that trains into a folder holds its ``.lock`` (an advisory
+``fcntl.flock``, released by the system when the process ends, however it ends): a second
+``--ckpt_path last`` of the same run is refused while the first runs.
 
 Under DDP every rank writes into rank 0's folder, and only rank 0 creates one: the folder is
 chosen while the command line is parsed, before the processes can talk, so another rank knows
@@ -23,7 +28,10 @@ only a provisional name (a timed name is rank 0's clock, not its own) until set-
 :class:`RankZeroRunFolder` gives it rank 0's.
 """
 
+import fcntl
 import os
+import shutil
+import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -33,11 +41,14 @@ import lightning as L
 import yaml
 
 from ltlight._lightning_internals import set_default_root_dir
+from ltlight.checkpoints import check_checkpoint_file
 
 RUNS_ROOT = "runs"
 RUN_CONFIG = "config.yaml"
 INTERRUPTED = "interrupted.ckpt"
 CHECKPOINTS = "checkpoints"
+#: Held (``fcntl.flock``) by the command that trains into the folder, for its whole life.
+RUN_LOCK = ".lock"
 
 #: Arguments that change how a run is computed or reported, not what it learns or evaluates on:
 #: a checkpoint made with other values still belongs to the same run.
@@ -106,9 +117,69 @@ def new_run_dir(method_dir: Path, name: str | None = None, create: bool = True) 
     raise FileExistsError(f"no free run folder name for {stamp} in {method_dir}")
 
 
+def run_files(folder: Path) -> list[str]:
+    """The files in ``folder`` that make it a run's (its config, its checkpoints)."""
+    found = [folder / RUN_CONFIG, folder / INTERRUPTED, *sorted((folder / CHECKPOINTS).glob("*"))]
+    return [str(path.relative_to(folder)) for path in found if path.is_file()]
+
+
+def refuse_existing_run(folder: Path, argument: str) -> None:
+    """A ``ValueError`` if ``folder`` holds a run: a new run never writes into another's."""
+    found = run_files(folder)
+    if found:
+        raise ValueError(
+            f"{argument}: {folder} already holds a run ({', '.join(found[:3])}): give another "
+            "--run_name, or continue that run with --ckpt_path last (or --ckpt_path=<its "
+            "checkpoint>)"
+        )
+
+
+#: The locks this process holds: open for its whole life, closed by the system at its end.
+_HELD_LOCKS: dict[Path, int] = {}
+
+
+def lock_run(folder: Path) -> None:
+    """Hold ``folder/.lock`` for the life of this process, or a ``ValueError`` naming the
+    process that holds it (the folder is created)."""
+    folder = Path(folder).resolve()
+    if folder in _HELD_LOCKS:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(folder / RUN_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(descriptor, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(descriptor)
+        raise ValueError(
+            f"run_dir: {folder} is in use by another ltlight command (process {holder}): wait "
+            "for it to end (or stop it), then run this one again"
+        ) from None
+    os.ftruncate(descriptor, 0)
+    os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+    _HELD_LOCKS[folder] = descriptor
+
+
+def unlock_run(folder: Path) -> None:
+    """Release this process's lock of ``folder`` (and remove the lock file)."""
+    descriptor = _HELD_LOCKS.pop(Path(folder).resolve(), None)
+    if descriptor is not None:
+        (Path(folder) / RUN_LOCK).unlink(missing_ok=True)
+        os.close(descriptor)
+
+
+def discard_unstarted(run_dir: Path) -> None:
+    """Remove a new run's folder whose start failed (set-up refused the data, a signal came):
+    it holds no config and no checkpoint, only what the loggers began (a W&B run)."""
+    unlock_run(run_dir)
+    if run_dir.is_dir() and not run_files(run_dir):
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
 def discard_if_empty(run_dir: Path) -> None:
     """Remove ``run_dir`` if nothing was written into it (a start that failed on an argument):
     its empty sub-folders go too; a folder holding any file is left as it is."""
+    unlock_run(run_dir)
     if not run_dir.is_dir() or any(path.is_file() for path in run_dir.rglob("*")):
         return
     for folder in sorted(run_dir.rglob("*"), key=lambda path: len(path.parts), reverse=True):
@@ -231,8 +302,9 @@ def find_last_checkpoint(method_dir: Path, current: Mapping[str, Any]) -> tuple[
     """``(run folder, checkpoint)`` that ``--ckpt_path last`` continues, or a ``ValueError``.
 
     Looks at every run of ``method_dir`` whose ``config.yaml`` has the same ``model`` and
-    ``data`` as ``current``; takes the newest checkpoint of those runs. The error lists each run
-    found and why it was not taken.
+    ``data`` as ``current``; takes the newest intact checkpoint of those runs (an unreadable one
+    — empty, truncated, damaged — is skipped, saying so). The error lists each run found and
+    why it was not taken.
     """
     runs = sorted(
         (path.parent for path in method_dir.glob(f"*/{RUN_CONFIG}")),
@@ -253,9 +325,17 @@ def find_last_checkpoint(method_dir: Path, current: Mapping[str, Any]) -> tuple[
         elif not checkpoints:
             reasons.append(f"{run}: same config, but no checkpoint (stopped before one was saved)")
         else:
-            candidates.append((run, checkpoints[0]))
-    if candidates:
-        return max(candidates, key=lambda found: found[1].stat().st_mtime)
+            candidates += [(run, checkpoint) for checkpoint in checkpoints]
+    candidates.sort(key=lambda found: found[1].stat().st_mtime, reverse=True)
+    for run, checkpoint in candidates:
+        try:
+            check_checkpoint_file(checkpoint, "ckpt_path")
+        except ValueError as error:
+            reasons.append(str(error).removeprefix("ckpt_path: "))
+            if launched_as_rank_zero():
+                print(f"ltlight: skipping an unreadable checkpoint: {error}", file=sys.stderr)
+            continue
+        return run, checkpoint
     found = "; ".join(reasons) if reasons else "no runs there"
     raise ValueError(
         f"ckpt_path: 'last' continues a run of this config from {method_dir}, but none matches: "

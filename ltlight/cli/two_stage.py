@@ -5,8 +5,9 @@
 --model.init_args.init_weights=<stage-1 checkpoint>``. The stage-1 checkpoint is its
 ``ModelCheckpoint``'s best one on the validation split when it monitors one, else the last epoch
 (written to ``<log dir>/stage1.ckpt`` when no checkpoint callback wrote one). Each stage has its
-own run folder (``runs/<dataset>/<config name>/<run name>``). Arguments after ``--`` go to both
-stages (``-- --trainer.max_epochs=2 --data.init_args.seed=1``).
+own run folder (``runs/<dataset>/<config name>/<run name>``) and its own W&B run, the two in one
+W&B group (``<stage 1>+<stage 2>/<start time>``, job types ``stage1`` and ``stage2``).
+Arguments after ``--`` go to both stages (``-- --trainer.max_epochs=2 --data.init_args.seed=1``).
 
 Under DDP (``-- --trainer.devices=2 --trainer.strategy=ddp``, or ``torchrun ... -m ltlight.cli
 two_stage ...``) every process runs both stages: Lightning's launcher starts the other ranks with
@@ -16,11 +17,12 @@ this process's command line, which is left whole. Every rank uses rank 0's run f
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 import lightning as L
 
-from ltlight.cli.command import LongTailCLI
+from ltlight.cli.command import LongTailCLI, finish_wandb_run
 
 PROGRAM = "ltlight two_stage"
 
@@ -36,7 +38,7 @@ def stage1_checkpoint(trainer: L.Trainer) -> str:
     if trainer.is_global_zero:
         folder.mkdir(parents=True, exist_ok=True)
     path = str(folder / "stage1.ckpt")
-    trainer.save_checkpoint(path)
+    trainer.save_checkpoint(path, weights_only=False)
     return path
 
 
@@ -56,13 +58,20 @@ def run(
 ) -> tuple[LongTailCLI, LongTailCLI]:
     """Fit ``stage1``, then ``stage2`` from its checkpoint; return both CLIs."""
     extra = list(extra or [])
-    first = LongTailCLI(args=["fit", "--config", stage1, *extra])
+    group = f"{Path(stage1).stem}+{Path(stage2).stem}/{time.strftime('%Y%m%d-%H%M%S')}"
+    first = LongTailCLI(
+        args=["fit", "--config", stage1, *extra],
+        wandb_defaults={"group": group, "job_type": "stage1"},
+    )
     path = stage1_checkpoint(first.trainer)
+    finish_wandb_run()  # or W&B logs stage 2 into stage 1's run
     if first.trainer.is_global_zero:
         print(f"{PROGRAM}: stage 1 done; stage 2 starts from {path}", file=sys.stderr)
     second = LongTailCLI(
-        args=["fit", "--config", stage2, f"--model.init_args.init_weights={path}", *extra]
+        args=["fit", "--config", stage2, f"--model.init_args.init_weights={path}", *extra],
+        wandb_defaults={"group": group, "job_type": "stage2"},
     )
+    finish_wandb_run()
     return first, second
 
 

@@ -20,6 +20,7 @@ tune on the test set, so the callbacks refuse. A user's own datamodule's ``val_d
 taken at its word.
 """
 
+import os
 from typing import Any
 
 import lightning as L
@@ -135,8 +136,10 @@ class PostHocCallback(L.Callback):
 
     Args:
         save_path: where to write the calibrated checkpoint when calibrating at the start of
-            ``validate`` / ``test`` / ``predict`` (``None``: not written). After training, the
-            ``last`` checkpoints of the trainer's ``ModelCheckpoint`` callbacks are rewritten.
+            ``validate`` / ``test`` / ``predict`` (``None``: not written); a relative path is in
+            the trainer's ``default_root_dir``, the run's folder under ``ltlight``. After
+            training, the ``last`` checkpoints of the trainer's ``ModelCheckpoint`` callbacks
+            are rewritten.
     """
 
     #: The metrics key prefix, e.g. ``posthoc/temperature_scaling``.
@@ -176,17 +179,16 @@ class PostHocCallback(L.Callback):
             if getattr(callback, "monitor", "") is None:  # its newest file is this model
                 paths.add(getattr(callback, "best_model_path", ""))
             for path in sorted(p for p in paths if p):
-                trainer.save_checkpoint(path)
+                trainer.save_checkpoint(path, weights_only=False)
 
     def _calibrate_if_new(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.is_fitted(pl_module):
             return
         self.calibrate(trainer, pl_module)
-        if self.save_path is not None:
-            trainer.save_checkpoint(self.save_path)
-            rank_zero_info(
-                f"{type(self).__name__}: calibrated checkpoint saved to {self.save_path}"
-            )
+        if self.save_path is not None:  # a relative path: in the run's folder
+            path = os.path.join(trainer.default_root_dir, self.save_path)
+            trainer.save_checkpoint(path, weights_only=False)  # the whole state, as fit's
+            rank_zero_info(f"{type(self).__name__}: calibrated checkpoint saved to {path}")
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.state.fn == TrainerFn.VALIDATING:

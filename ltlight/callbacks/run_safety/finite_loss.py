@@ -7,6 +7,11 @@ keeps the step's loss on the device and looks at the values since the last check
 syncs anyway) and at the last batch of every epoch — before validation, so the epoch's
 checkpoint is never saved with broken weights. The error names the epoch, the batch and the
 global step where the loss first stopped being finite, and the last checkpoint saved before.
+
+A loss can stay finite while the weights are not (BatchNorm's running variance overflows first:
+training normalises with the batch's statistics, not the running ones). So every checkpoint is
+checked before it is written: one with a NaN or infinite tensor is not saved, and the run stops
+naming that tensor. Only a checkpoint whose tensors are all finite is ever named.
 """
 
 import math
@@ -19,6 +24,11 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import Tensor
 
 from ltlight.checks import check_integer
+
+_ADVICE = (
+    "Lower the learning rate, check the data for NaN/inf, or use a smaller loss scale (s, γ) "
+    "and run again."
+)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -80,8 +90,7 @@ class StopOnNonFiniteLoss(L.Callback):
                 raise NonFiniteLossError(
                     f"the training loss became {value} at epoch {epoch}, batch {batch_idx} "
                     f"(global step {step}); training stopped. {self._last_checkpoint(trainer)} "
-                    "Lower the learning rate, check the data for NaN/inf, or use a smaller "
-                    "loss scale (s, γ) and run again."
+                    f"{_ADVICE}"
                 )
 
     @staticmethod
@@ -95,5 +104,32 @@ class StopOnNonFiniteLoss(L.Callback):
         ]
         if not saved:
             return "No checkpoint was saved before it."
-        newest = max(saved, key=os.path.getmtime)
-        return f"The last checkpoint from before it is {newest}."
+        for path in sorted(set(saved), key=os.path.getmtime, reverse=True):
+            try:
+                state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+            except Exception:  # unreadable: not one to name
+                continue
+            if non_finite_tensor(state) is None:
+                return f"The last checkpoint from before it is {path}."
+        return "No checkpoint with finite weights was saved before it."
+
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        broken = non_finite_tensor(checkpoint.get("state_dict") or {})
+        if broken is not None:
+            raise NonFiniteLossError(
+                f"the weights became non-finite by epoch {trainer.current_epoch} (global step "
+                f"{trainer.global_step}): {broken} holds NaN or inf, so this checkpoint was not "
+                f"saved; training stopped. {self._last_checkpoint(trainer)} {_ADVICE}"
+            )
+
+
+def non_finite_tensor(state_dict: dict[str, Any]) -> str | None:
+    """The name of the first floating-point tensor of ``state_dict`` holding NaN or ±inf, if any
+    (one host sync for all of them)."""
+    names = [k for k, v in state_dict.items() if isinstance(v, Tensor) and v.is_floating_point()]
+    if not names:
+        return None
+    finite = torch.stack([torch.isfinite(state_dict[name]).all() for name in names]).cpu()
+    return None if bool(finite.all()) else names[int((~finite).nonzero()[0])]

@@ -28,7 +28,8 @@ itself; ``ltlight fit ... --ckpt_path last`` finds this run's file (:mod:`ltligh
   any restore): a failed start leaves an existing checkpoint alone, and an error (a NaN loss, a
   bug) does not leave a checkpoint of broken weights to resume from;
 * when its folder cannot be written (read-only, full), says so and saves to the temporary folder
-  instead, or says that nothing was saved;
+  instead, or says that nothing was saved; a save writes a temporary name and renames it, so it
+  never leaves a partial ``interrupted.ckpt``;
 * removes its file only after a ``fit`` that resumed from it has finished.
 """
 
@@ -167,7 +168,7 @@ class InterruptCheckpoint(Checkpoint):
     def _save(self, trainer: L.Trainer) -> None:
         self.saved_to = self.save_error = None
         try:
-            trainer.save_checkpoint(self.ckpt_path, weights_only=False)
+            _save_whole(trainer, self.ckpt_path)
         except OSError as error:
             self.save_error = f"could not write {self.ckpt_path} ({type(error).__name__}: {error})"
         else:
@@ -178,7 +179,7 @@ class InterruptCheckpoint(Checkpoint):
             tempfile.gettempdir(), f"ltlight-{os.getpid()}-{self.filename}{self.FILE_EXTENSION}"
         )
         try:
-            trainer.save_checkpoint(fallback, weights_only=False)
+            _save_whole(trainer, fallback)
         except OSError as error:
             self.save_error += f", nor {fallback} ({type(error).__name__}: {error})"
         else:
@@ -203,3 +204,19 @@ class InterruptCheckpoint(Checkpoint):
             and os.path.abspath(str(resumed_from)) == os.path.abspath(self.ckpt_path)
         ):
             trainer.strategy.remove_checkpoint(self.ckpt_path)
+
+
+def _save_whole(trainer: L.Trainer, path: str) -> None:
+    """``trainer.save_checkpoint(path)`` through a temporary name beside ``path``, renamed once
+    written: a full disk leaves no partial file that ``--ckpt_path last`` would take (rank 0
+    writes; the others take part in the save, which may be a collective)."""
+    folder, name = os.path.split(path)
+    partial = os.path.join(folder, f".{name}.partial-{os.getpid()}")
+    try:
+        trainer.save_checkpoint(partial, weights_only=False)
+        if trainer.is_global_zero:
+            os.replace(partial, path)
+    except BaseException:
+        if trainer.is_global_zero and os.path.exists(partial):
+            os.remove(partial)
+        raise

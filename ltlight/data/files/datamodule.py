@@ -85,6 +85,9 @@ class FileLongTailDataModule(SplitDataModule):
         val_per_class: without a validation list, images per class carved from training, ≥ 0.
         val_fraction: without a validation list, the fraction of the training images carved per
             image (seeded), in [0, 1); what multi-label data uses instead of ``val_per_class``.
+        cap_val_per_class: carve at most half the rarest class's images per class,
+            ``min(val_per_class, ⌊n_min / 2⌋)``, saying so when it caps: ``val_per_class: 20``
+            then works on any long-tailed set whose rarest class has 2 images or more.
         imbalance_ratio: make the training split long-tailed with ``ρ = n_max / n_min`` (head
             class = class 0, ``n_max`` = the smallest class's size); ``None`` keeps it as read.
         profile: ``"exp"`` or ``"step"``, with ``imbalance_ratio``.
@@ -125,6 +128,7 @@ class FileLongTailDataModule(SplitDataModule):
         augment: bool = True,
         color_jitter: float = 0.4,
         val_per_class: int = 0,
+        cap_val_per_class: bool = False,
         imbalance_ratio: float | None = None,
         profile: str = "exp",
         step_fraction: float = 0.5,
@@ -144,6 +148,7 @@ class FileLongTailDataModule(SplitDataModule):
         self.sampling = check_choice("sampling", sampling, SAMPLING_MODES)
         self.num_workers = check_integer("num_workers", num_workers, 0)
         self.color_jitter = check_range("color_jitter", color_jitter, 0)
+        self.cap_val_per_class = cap_val_per_class
         if imbalance_ratio is not None:
             check_imbalance_ratio(imbalance_ratio)
         check_profile(profile, step_fraction)
@@ -247,8 +252,10 @@ class FileLongTailDataModule(SplitDataModule):
                     f"{train.source}: val_per_class = {self.val_per_class} needs one class per "
                     "image; multi-label data carves its validation per image: set val_fraction"
                 )
+            counts = torch.bincount(train.labels, minlength=num_classes)
+            per_class = self._capped_val_per_class(counts, class_names)
             keep, carved = validation_indices(
-                train.labels, self.val_per_class, seed=self.seed, class_names=class_names
+                train.labels, per_class, seed=self.seed, class_names=class_names
             )
             train, val = train.subset(keep), train.subset(carved)
         elif val is None and self.val_fraction > 0:
@@ -301,6 +308,26 @@ class FileLongTailDataModule(SplitDataModule):
                 f"{train.source}{when}: class {class_names[empty[0]]!r} ({empty[0]}) has no "
                 f"training image ({len(empty)} class(es) without one)"
             )
+
+    def _capped_val_per_class(self, counts: torch.Tensor, class_names: list[str]) -> int:
+        """``val_per_class``, or with ``cap_val_per_class`` at most half the rarest class."""
+        rarest = int(counts.argmin())
+        cap = int(counts[rarest]) // 2
+        if not self.cap_val_per_class or self.val_per_class <= cap:
+            return self.val_per_class
+        if cap == 0:
+            raise ValueError(
+                f"cap_val_per_class: the rarest class {class_names[rarest]!r} has "
+                f"{int(counts[rarest])} training image: no balanced validation split can be "
+                "carved; give a validation folder (val) or val_per_class=0"
+            )
+        warnings.warn(
+            f"{self.name}: val_per_class {self.val_per_class} capped to {cap} (half the "
+            f"{int(counts[rarest])} images of the rarest class {class_names[rarest]!r}): "
+            f"{cap} validation images per class",
+            stacklevel=3,
+        )
+        return cap
 
     def _present(self, images: ImageList) -> ImageList:
         if not self.check_files:
