@@ -70,11 +70,37 @@ def test_every_dataset_has_every_method():
     expected = {"ce", "ce_drw", "focal", "cb_focal", "ldam", "ldam_drw", "ldam_drs"}
     expected |= {"logit_adjusted", "balanced_softmax", "tailr", "tailr_schedule", "ghm"}
     expected |= {"ce_posthoc_la", "ce_tau_norm", "ce_stage1", "mislas_stage1", *STAGE2}
+    expected |= {"lift"}
     assert set(METHODS) == expected
     for config in METHOD_CONFIGS:  # each composes from its dataset's recipe and its method
         files = composed_files(config)
         assert files is not None and files[0] == config.parent / "dataset.yaml", config
         assert files[1].stem == config.stem and "methods" in files[1].parts, files
+
+
+#: LIFT's CLIP ViT-B/16 is not downloaded here: a one-block random ViT with 4-pixel patches
+#: (any image size) stands in for it, with the recipe's head, adapter, loss and schedule.
+GREY = {"digits_lt", "fashion_mnist_lt"}
+
+
+def tiny_vit_instead_of_clip(dataset: str) -> list[str]:
+    backbone = "--model.init_args.backbone.init_args"
+    channels = 1 if dataset in GREY else 3
+    # image files: the ViT's img_size sets the crops (preprocessing follows the weights); the
+    # in-memory datasets keep their own sizes (8, 28, 32), which a dynamic-size ViT accepts
+    size = "" if dataset in FILE_FIXTURE else ', "dynamic_img_size": true'
+    return [
+        f"{backbone}.model_name=vit_tiny_patch16_224",
+        f"{backbone}.pretrained=false",
+        f'{backbone}.create_kwargs={{"depth": 1, "patch_size": 4, "img_size": 32, '
+        f'"in_chans": {channels}{size}}}',
+    ]
+
+
+def without_image_size(args: list[str]) -> list[str]:
+    """LIFT's configs: the backbone decides the image size, the data's arguments may not."""
+    sizes = ("--data.init_args.image_size=", "--data.init_args.resize=")
+    return [a for a in args if not a.startswith(sizes)]
 
 
 def cli_args(config, request, *extra):
@@ -85,6 +111,8 @@ def cli_args(config, request, *extra):
     if config.parent.name in FILE_FIXTURE:
         fixture, point_at = FILE_FIXTURE[config.parent.name]
         args += [*point_at(request.getfixturevalue(fixture)), *SMALL_FILES]
+    if config.stem == "lift":
+        args = [*without_image_size(args), *tiny_vit_instead_of_clip(config.parent.name)]
     return args
 
 
@@ -94,7 +122,10 @@ def test_every_config_parses_and_instantiates(config, request, tmp_path, monkeyp
     cli = LongTailCLI(args=cli_args(config, request), run=False)
     assert isinstance(cli.model, LongTailModule)
     assert len(cli.datamodule.class_counts) == cli.datamodule.num_classes
-    if config.parent.name.startswith("cifar") and config.stem not in STAGE2:  # the paper's recipe
+    if config.stem == "lift":  # LIFT's own recipe
+        assert cli.trainer.max_epochs == (20 if config.parent.name == "inat2018" else 10)
+        assert cli.datamodule.batch_size == 128 and cli.trainer.precision == "bf16-mixed"
+    elif config.parent.name.startswith("cifar") and config.stem not in STAGE2:  # the paper's
         assert cli.trainer.max_epochs == 200
         assert cli.datamodule.batch_size == 128
 
