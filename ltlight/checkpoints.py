@@ -77,8 +77,14 @@ def _load(path: str | os.PathLike, argument: str) -> Any:
         ) from error
 
 
-def load_backbone_weights(backbone: nn.Module, path: str) -> None:
-    """Copy the ``backbone.*`` tensors of the checkpoint at ``path`` into ``backbone``.
+def load_backbone_weights(
+    backbone: nn.Module,
+    path: str,
+    complete: Callable[[dict[str, Any]], None] | None = None,
+) -> None:
+    """Copy the ``backbone.*`` tensors of the checkpoint at ``path`` into ``backbone``;
+    ``complete``, if given, first fills in what the checkpoint left out (a fine-tuned run's
+    frozen base: :func:`ltlight.finetune.checkpoints.restore_frozen_tensors`).
 
     Raises:
         FileNotFoundError: no file at ``path``.
@@ -92,6 +98,8 @@ def load_backbone_weights(backbone: nn.Module, path: str) -> None:
             "first, or point init_weights at its checkpoint)"
         )
     checkpoint = _load(path, "init_weights")  # the checks --ckpt_path has
+    if complete is not None and isinstance(checkpoint, dict) and "state_dict" in checkpoint:
+        complete(checkpoint)
     state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict):
         raise ValueError(f"init_weights: {path} is a torch file but holds no state dict")

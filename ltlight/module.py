@@ -11,6 +11,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
@@ -20,6 +21,8 @@ from ltlight.calibration import PostHocCalibration
 from ltlight.checkpoints import load_backbone_weights
 from ltlight.checks import check_class_counts, check_integer, check_range
 from ltlight.compiled import CompiledCall
+from ltlight.finetune import FineTuning, parameter_counts
+from ltlight.finetune.checkpoints import drop_frozen_tensors, restore_frozen_tensors
 from ltlight.label_decision import LabelDecision
 from ltlight.losses import CrossEntropyLoss
 from ltlight.losses.base import float_logits
@@ -73,6 +76,11 @@ class LongTailModule(L.LightningModule):
             y[perm])``, ``λ ~ Beta(α, α)`` drawn once per batch (NumPy's global generator, as
             the official code; checkpointed by :class:`~ltlight.callbacks.RNGState`). 0: off
             (MiSLAS: 1.0).
+        finetune: a :mod:`ltlight.finetune` method applied to ``backbone`` here (adapters added,
+            everything it does not train frozen); ``None``: every parameter trains as given.
+            The trainable and total parameter counts are printed at the start of ``fit`` and
+            logged; with a frozen base, checkpoints hold only the trained tensors and the base
+            weights' identity (:mod:`ltlight.finetune.checkpoints`).
 
     Post-hoc calibration (set by :class:`~ltlight.callbacks.TemperatureScaling`,
     :class:`~ltlight.callbacks.PostHocLogitAdjustment`, or by hand) lives in
@@ -117,6 +125,7 @@ class LongTailModule(L.LightningModule):
         callbacks: list[L.Callback] | None = None,
         init_weights: str | None = None,
         mixup_alpha: float = 0.0,
+        finetune: FineTuning | None = None,
     ) -> None:
         super().__init__()
         check_range("mixup_alpha", mixup_alpha, 0.0)
@@ -127,9 +136,10 @@ class LongTailModule(L.LightningModule):
                 f"few_shot_threshold ({few_shot_threshold}) must be <= many_shot_threshold "
                 f"({many_shot_threshold})"
             )
-        objects = ["backbone", "loss", "optimizer", "lr_scheduler", "callbacks"]
+        objects = ["backbone", "loss", "optimizer", "lr_scheduler", "callbacks", "finetune"]
         self.save_hyperparameters(ignore=None if hyperparameters_given_by_cli() else objects)
-        self.backbone = backbone
+        self.finetune = finetune
+        self.backbone = finetune.apply(backbone) if finetune is not None else backbone
         self.loss = loss if loss is not None else CrossEntropyLoss()
         self.optimizer_factory = optimizer
         self.lr_scheduler_factory = lr_scheduler
@@ -194,12 +204,30 @@ class LongTailModule(L.LightningModule):
             self.loss.set_num_samples(int(num_images))  # the DB loss's prior n_c / N
 
         if stage == "fit" and self.init_weights is not None:
-            load_backbone_weights(self.backbone, self.init_weights)
+            load_backbone_weights(self.backbone, self.init_weights, self._restore_frozen)
 
         num_classes = self._resolve_num_classes(datamodule, counts)
         if self.val_metrics is None:
             self.val_metrics = self._make_metrics(num_classes, counts)
             self.test_metrics = self._make_metrics(num_classes, counts)
+
+    def train(self, mode: bool = True) -> "LongTailModule":
+        super().train(mode)
+        if mode and self.finetune is not None:
+            self.finetune.set_train_mode(self.backbone)  # frozen BatchNorm keeps its statistics
+        return self
+
+    def on_fit_start(self) -> None:
+        if self.finetune is None:
+            return
+        trainable, total = parameter_counts(self)
+        rank_zero_info(
+            f"{self.finetune!r} trains {trainable:,} of {total:,} parameters "
+            f"({100 * trainable / total:.2f} %)"
+        )
+        counts = {"finetune/trainable_parameters": trainable, "finetune/total_parameters": total}
+        for logger in self.loggers:
+            logger.log_metrics(counts, step=0)
 
     def _attached_trainer(self) -> L.Trainer | None:
         try:
@@ -462,8 +490,13 @@ class LongTailModule(L.LightningModule):
         if self.preprocessing is not None:
             checkpoint["ltlight_preprocessing"] = self.preprocessing.to_dict()
         checkpoint["ltlight_multi_label"] = self.multi_label
+        drop_frozen_tensors(self.finetune, self.backbone, checkpoint)
+
+    def _restore_frozen(self, checkpoint: dict[str, Any]) -> None:
+        restore_frozen_tensors(self.finetune, self.backbone, checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._restore_frozen(checkpoint)
         if "ltlight_preprocessing" in checkpoint:
             self.preprocessing = Preprocessing.from_dict(checkpoint["ltlight_preprocessing"])
         self.multi_label = bool(checkpoint.get("ltlight_multi_label", self.multi_label))

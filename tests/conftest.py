@@ -8,6 +8,8 @@ The files are written once per test session into temporary folders. ``cifar10_di
 (``tests/`` is not a package: pytest puts it on ``sys.path``, so tests import ``fake_datasets``.)
 """
 
+import os
+
 import pytest
 from fake_datasets import (
     patch_cifar_integrity_check,
@@ -95,3 +97,23 @@ def image_folder_dir(tmp_path_factory: pytest.TempPathFactory):
     write_image_folder(str(root / "train"), FOLDER_COUNTS)
     write_image_folder(str(root / "test"), dict.fromkeys(FOLDER_COUNTS, 2), first_index=100)
     return root
+
+
+@pytest.fixture(scope="session")
+def multilabel_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The multi-label datasets' fixtures (``tests/fake_multilabel.py``), every class positive:
+    ``voc_mlt`` (a VOCdevkit), ``coco_mlt``, ``chestxray14``, ``folder_multilabel`` (CSVs)."""
+    from fake_multilabel import (
+        write_chestxray14,
+        write_coco_mlt,
+        write_multilabel_csvs,
+        write_voc_mlt,
+    )
+
+    root = tmp_path_factory.mktemp("multilabel")
+    return {
+        "voc_mlt": write_voc_mlt(str(root / "VOCdevkit"), complete=True),
+        "coco_mlt": write_coco_mlt(str(root / "coco"), complete=True),
+        "chestxray14": write_chestxray14(str(root / "chestxray14")),
+        "folder_multilabel": os.path.dirname(write_multilabel_csvs(str(root / "own"))["train"]),
+    }

@@ -163,3 +163,16 @@ def test_gpu_script_runs_every_stage_in_its_reduced_cpu_mode(tmp_path):
     assert "resnet32" in first_cells[2]
     assert any("decoder=dali" in cell for cell in first_cells[3])
     assert {"F.cross_entropy", "LDAMLoss (cosine logits) + DRW"} <= first_cells[4]
+
+
+@pytest.mark.slow
+def test_finetune_smoke_prints_one_row_per_method_and_loss(fashion_mnist_dir, capsys):
+    """benchmarks/finetune.py --smoke on the fake Fashion-MNIST files: pretrain, save, fine-tune
+    from the file, print the table (scratch and AdaptFormer with LA)."""
+    finetune = load("finetune")
+    finetune.main(["--smoke", "--data-dir", fashion_mnist_dir])
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "| LA |" in line]
+    assert [row.split("|")[1].strip() for row in rows] == ["scratch", "AdaptFormer"]
+    trainable = [int(row.split("|")[8].replace(",", "")) for row in rows]
+    assert trainable[1] < trainable[0]  # the adapters and head are a fraction of the model

@@ -19,9 +19,22 @@ ROOT = Path(__file__).resolve().parents[1]
 #: Stage-2 configs of decoupled training: they need a stage-1 checkpoint (init_weights).
 STAGE2 = {"crt", "lws", "mislas_stage2"}
 DATASETS = sorted(p.parent.name for p in (ROOT / "configs").glob("*/dataset.yaml"))
-METHODS = available_methods(ROOT / "configs" / "methods")
+#: The multi-label datasets and their methods: configs/methods/multilabel/ and the sigmoid GHM-C.
+MULTILABEL_DATASETS = ("chestxray14", "coco_mlt", "folder_multilabel", "voc_mlt")
+MULTILABEL_METHODS = sorted(
+    [p.stem for p in (ROOT / "configs" / "methods" / "multilabel").glob("*.yaml")] + ["ghm"]
+)
+METHODS = [
+    m
+    for m in available_methods(ROOT / "configs" / "methods")
+    if not (ROOT / "configs" / "methods" / "multilabel" / f"{m}.yaml").is_file()
+]
 #: Every (dataset, method) pair, named as the user names it: configs/<dataset>/<method>.yaml.
-METHOD_CONFIGS = [ROOT / "configs" / d / f"{m}.yaml" for d in DATASETS for m in METHODS]
+METHOD_CONFIGS = [
+    ROOT / "configs" / d / f"{m}.yaml"
+    for d in DATASETS
+    for m in (MULTILABEL_METHODS if d in MULTILABEL_DATASETS else METHODS)
+]
 QUICK_START = ROOT / "configs" / "digits_lt" / "ldam_drw.yaml"
 FIXTURE = {"cifar10_lt": "cifar10_dir", "cifar100_lt": "cifar100_dir"}
 FIXTURE["fashion_mnist_lt"] = "fashion_mnist_dir"
@@ -35,6 +48,14 @@ FILE_FIXTURE = {
     "folder": ("image_folder_dir", lambda d: [f"--data.init_args.train={d}/train",
                                                f"--data.init_args.test={d}/test",
                                                "--data.init_args.val_per_class=1"]),
+    "voc_mlt": ("multilabel_dirs", lambda d: [f"--data.init_args.root={d['voc_mlt']}"]),
+    "coco_mlt": ("multilabel_dirs", lambda d: [f"--data.init_args.root={d['coco_mlt']}",
+                                                "--model.init_args.backbone.init_args.num_classes=5"]),
+    "chestxray14": ("multilabel_dirs", lambda d: [f"--data.init_args.root={d['chestxray14']}"]),
+    "folder_multilabel": ("multilabel_dirs", lambda d: [
+        f"--data.init_args.train={d['folder_multilabel']}/train_names.csv",
+        f"--data.init_args.test={d['folder_multilabel']}/test_names.csv",
+        "--model.init_args.backbone.init_args.num_classes=3"]),
 }  # fmt: skip
 SMALL_FILES = ["--data.init_args.num_workers=0", "--data.init_args.image_size=32"]
 SMALL_FILES += ["--data.init_args.resize=36"]
@@ -42,17 +63,44 @@ SMALL_FILES += ["--data.init_args.resize=36"]
 
 def test_every_dataset_has_every_method():
     assert DATASETS == [
-        "cifar100_lt", "cifar10_lt", "digits_lt", "fashion_mnist_lt",
-        "folder", "imagenet_lt", "inat2018", "places_lt",
+        "chestxray14", "cifar100_lt", "cifar10_lt", "coco_mlt", "digits_lt", "fashion_mnist_lt",
+        "folder", "folder_multilabel", "imagenet_lt", "inat2018", "places_lt", "voc_mlt",
     ]  # fmt: skip
+    assert MULTILABEL_METHODS == ["asl", "bce", "db", "db_drw", "ghm", "sigmoid_focal"]
     expected = {"ce", "ce_drw", "focal", "cb_focal", "ldam", "ldam_drw", "ldam_drs"}
     expected |= {"logit_adjusted", "balanced_softmax", "tailr", "tailr_schedule", "ghm"}
     expected |= {"ce_posthoc_la", "ce_tau_norm", "ce_stage1", "mislas_stage1", *STAGE2}
+    expected |= {"lift"}
     assert set(METHODS) == expected
     for config in METHOD_CONFIGS:  # each composes from its dataset's recipe and its method
         files = composed_files(config)
         assert files is not None and files[0] == config.parent / "dataset.yaml", config
         assert files[1].stem == config.stem and "methods" in files[1].parts, files
+
+
+#: LIFT's CLIP ViT-B/16 is not downloaded here: a one-block random ViT with 4-pixel patches
+#: (any image size) stands in for it, with the recipe's head, adapter, loss and schedule.
+GREY = {"digits_lt", "fashion_mnist_lt"}
+
+
+def tiny_vit_instead_of_clip(dataset: str) -> list[str]:
+    backbone = "--model.init_args.backbone.init_args"
+    channels = 1 if dataset in GREY else 3
+    # image files: the ViT's img_size sets the crops (preprocessing follows the weights); the
+    # in-memory datasets keep their own sizes (8, 28, 32), which a dynamic-size ViT accepts
+    size = "" if dataset in FILE_FIXTURE else ', "dynamic_img_size": true'
+    return [
+        f"{backbone}.model_name=vit_tiny_patch16_224",
+        f"{backbone}.pretrained=false",
+        f'{backbone}.create_kwargs={{"depth": 1, "patch_size": 4, "img_size": 32, '
+        f'"in_chans": {channels}{size}}}',
+    ]
+
+
+def without_image_size(args: list[str]) -> list[str]:
+    """LIFT's configs: the backbone decides the image size, the data's arguments may not."""
+    sizes = ("--data.init_args.image_size=", "--data.init_args.resize=")
+    return [a for a in args if not a.startswith(sizes)]
 
 
 def cli_args(config, request, *extra):
@@ -63,6 +111,8 @@ def cli_args(config, request, *extra):
     if config.parent.name in FILE_FIXTURE:
         fixture, point_at = FILE_FIXTURE[config.parent.name]
         args += [*point_at(request.getfixturevalue(fixture)), *SMALL_FILES]
+    if config.stem == "lift":
+        args = [*without_image_size(args), *tiny_vit_instead_of_clip(config.parent.name)]
     return args
 
 
@@ -72,14 +122,17 @@ def test_every_config_parses_and_instantiates(config, request, tmp_path, monkeyp
     cli = LongTailCLI(args=cli_args(config, request), run=False)
     assert isinstance(cli.model, LongTailModule)
     assert len(cli.datamodule.class_counts) == cli.datamodule.num_classes
-    if config.parent.name.startswith("cifar") and config.stem not in STAGE2:  # the paper's recipe
+    if config.stem == "lift":  # LIFT's own recipe
+        assert cli.trainer.max_epochs == (20 if config.parent.name == "inat2018" else 10)
+        assert cli.datamodule.batch_size == 128 and cli.trainer.precision == "bf16-mixed"
+    elif config.parent.name.startswith("cifar") and config.stem not in STAGE2:  # the paper's
         assert cli.trainer.max_epochs == 200
         assert cli.datamodule.batch_size == 128
 
 
 #: Datasets of image files: a batch of them trains at 32×32 here (ResNet-50 pools adaptively);
 #: the 224 recipe itself is parsed and instantiated by test_every_config_parses_and_instantiates.
-FILE_DATASETS = ("folder", "imagenet_lt", "places_lt", "inat2018")
+FILE_DATASETS = ("folder", "imagenet_lt", "places_lt", "inat2018", *MULTILABEL_DATASETS)
 
 
 def fit_one_batch(config, request):
@@ -113,7 +166,11 @@ def test_ldam_drw_trains_a_batch_on_each_dataset_fixture(dataset, request, tmp_p
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "config",
-    [p for p in METHOD_CONFIGS if p.parent.name != "digits_lt"],
+    [p for p in METHOD_CONFIGS if p.parent.name not in ("digits_lt", *MULTILABEL_DATASETS)]
+    # multi-label (every pair parses and instantiates above): every method on your own CSV
+    # folder, the DB recipe (the DB loss, class-aware sampling) on each benchmark
+    + [ROOT / "configs" / "folder_multilabel" / f"{m}.yaml" for m in MULTILABEL_METHODS]
+    + [ROOT / "configs" / d / "db.yaml" for d in MULTILABEL_DATASETS if d != "folder_multilabel"],
     ids=lambda p: f"{p.parent.name}/{p.stem}",
 )
 def test_every_config_trains_a_batch(config, request, tmp_path, monkeypatch):
@@ -161,6 +218,17 @@ def test_a_method_is_composed_onto_its_datasets_recipe():
     assert mislas["model"]["init_args"]["loss"]["init_args"]["head"] == 0.3
     # the command line still has the last word
     assert resolved(QUICK_START, "--trainer.max_epochs=3")["trainer"]["max_epochs"] == 3
+
+
+def test_a_multilabel_method_is_composed_onto_a_multilabel_recipe():
+    db = resolved(ROOT / "configs" / "coco_mlt" / "db.yaml")  # + the release's COCO values
+    assert db["data"]["init_args"]["sampling"] == "class_aware"
+    loss = db["model"]["init_args"]["loss"]
+    assert loss["class_path"] == "ltlight.losses.DistributionBalancedLoss"
+    assert loss["init_args"]["mu"] == 0.2 and loss["init_args"]["negative_scale"] == 2.0
+    assert loss["init_args"]["alpha"] == 0.1  # the defaults it shares with VOC-MLT
+    voc = resolved(ROOT / "configs" / "voc_mlt" / "db.yaml")["model"]["init_args"]["loss"]
+    assert voc["init_args"]["mu"] == 0.3 and voc["init_args"]["negative_scale"] == 5.0
 
 
 def test_an_unknown_method_is_one_line_listing_the_methods(capsys):

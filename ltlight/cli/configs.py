@@ -9,6 +9,8 @@ Each dataset and each method is written once::
     configs/methods/<method>.yaml       what a method changes (loss, callbacks, head, ...)
     configs/methods/validation/<method>.yaml    the same, for a method that needs a validation
                                         split (post-hoc calibration, decoupled training)
+    configs/methods/multilabel/<method>.yaml    the same, for a multi-label method (sigmoid
+                                        losses on (N, C) targets, class-aware sampling)
 
 When ``configs/<dataset>/dataset.yaml`` exists, the path ``configs/<dataset>/<method>.yaml``
 given to ``--config`` — whether or not an adjustment file of that name exists — stands for the
@@ -28,6 +30,7 @@ from pathlib import Path
 DATASET = "dataset.yaml"
 VALIDATION = "validation.yaml"
 METHODS = "methods"
+MULTILABEL = "multilabel"
 CONFIG_OPTIONS = ("--config", "-c")
 
 
@@ -56,7 +59,7 @@ def composed_files(config: str | os.PathLike) -> list[Path] | None:
         return None
     methods = folder.parent / METHODS
     method = path.stem
-    for protocol in (methods, methods / "validation"):
+    for protocol in (methods, methods / "validation", methods / MULTILABEL):
         if (protocol / f"{method}.yaml").is_file():
             break
     else:

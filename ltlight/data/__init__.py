@@ -1,5 +1,6 @@
 """Long-tailed datasets as LightningDataModules: in memory (``tensor``) or files (``files``)."""
 
+from ltlight.data.files.chestxray14 import ChestXray14DataModule
 from ltlight.data.files.datamodule import FileLongTailDataModule
 from ltlight.data.files.folder import ImageFolderLTDataModule
 from ltlight.data.files.image_list import ImageList
@@ -7,6 +8,7 @@ from ltlight.data.files.inaturalist import INaturalist2018DataModule
 from ltlight.data.files.loader import FileDataLoader
 from ltlight.data.files.split_files import ImageNetLTDataModule, PlacesLTDataModule
 from ltlight.data.files.streaming import StreamingLTDataModule
+from ltlight.data.files.voc_coco_mlt import COCOMLTDataModule, VOCMLTDataModule
 from ltlight.data.profiles import (
     PROFILES,
     long_tail_counts,
@@ -26,6 +28,8 @@ __all__ = [
     "PROFILES",
     "CIFAR10LTDataModule",
     "CIFAR100LTDataModule",
+    "COCOMLTDataModule",
+    "ChestXray14DataModule",
     "DeviceDataLoader",
     "DigitsLTDataModule",
     "EpochSampler",
@@ -40,6 +44,7 @@ __all__ = [
     "Normalize",
     "PlacesLTDataModule",
     "StreamingLTDataModule",
+    "VOCMLTDataModule",
     "crop_flip",
     "long_tail_counts",
     "long_tail_indices",

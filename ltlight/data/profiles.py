@@ -203,3 +203,44 @@ def validation_indices(
     in_val = torch.zeros(len(labels), dtype=torch.bool)
     in_val[val] = True
     return all_indices[~in_val], val
+
+
+def validation_fraction_indices(
+    num_images: int, fraction: float, seed: int = 0, groups: Sequence[str] | None = None
+) -> tuple[Tensor, Tensor]:
+    """Split ``num_images`` images into a seeded random validation set and the rest, per image.
+
+    What multi-label data carves (a per-class balance does not exist when an image has several
+    classes): ``round(fraction · N)`` images, the first of one permutation seeded with
+    ``seed + VALIDATION_SEED_OFFSET``. With ``groups`` (one id per image, e.g. ChestX-ray14's
+    patient) whole groups are drawn in a seeded order until the validation set holds at least
+    that many images, so no group is on both sides.
+
+    Returns:
+        ``(train_indices, val_indices)``: sorted, disjoint int64 CPU indices covering the images.
+
+    Example:
+        >>> train, val = validation_fraction_indices(10, 0.2, seed=0)
+        >>> len(train), len(val)
+        (8, 2)
+    """
+    check_range("val_fraction", fraction, 0, 1, high_open=True)
+    generator = torch.Generator().manual_seed(seed + VALIDATION_SEED_OFFSET)
+    target = round(fraction * num_images)
+    in_val = torch.zeros(num_images, dtype=torch.bool)
+    if groups is None:
+        in_val[torch.randperm(num_images, generator=generator)[:target]] = True
+    else:
+        names = sorted(set(groups))
+        group_of = {name: i for i, name in enumerate(names)}
+        group_index = torch.tensor([group_of[g] for g in groups], dtype=torch.int64)
+        sizes = torch.bincount(group_index, minlength=len(names))
+        order = torch.randperm(len(names), generator=generator)
+        taken = order[: int((torch.cumsum(sizes[order], 0) < target).sum()) + 1] if target else []
+        chosen = torch.zeros(len(names), dtype=torch.bool)
+        chosen[taken] = True
+        in_val = chosen[group_index]
+    if target and bool(in_val.all()):
+        raise ValueError(f"val_fraction = {fraction} leaves no training image")
+    all_indices = torch.arange(num_images)
+    return all_indices[~in_val], all_indices[in_val]

@@ -1,6 +1,7 @@
 """Backbones: the CIFAR and ImageNet ResNets of He et al. (2016) with an optional cosine head, a
-digits net; every one speaks timm's head interface (``forward_features``, ``forward_head``,
-``get_classifier``, ``reset_classifier``)."""
+digits net, any timm model with pretrained weights (:func:`timm_backbone`); every one speaks
+timm's head interface (``forward_features``, ``forward_head``, ``get_classifier``,
+``reset_classifier``)."""
 
 from ltlight.models.digits_net import DigitsNet
 from ltlight.models.heads import ClassifierHeadMixin, NormedLinear, get_classifier, make_head
@@ -14,8 +15,10 @@ from ltlight.models.resnet_cifar import (
     resnet56,
 )
 from ltlight.models.resnet_imagenet import ImageNetResNet, resnet50, resnet152, resnext50_32x4d
+from ltlight.models.timm_backbone import BaseWeights, timm_backbone
 
 __all__ = [
+    "BaseWeights",
     "BasicBlock",
     "CifarResNet",
     "ClassifierHeadMixin",
@@ -32,4 +35,5 @@ __all__ = [
     "resnet56",
     "resnet152",
     "resnext50_32x4d",
+    "timm_backbone",
 ]

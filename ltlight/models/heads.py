@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ltlight.checks import check_integer
+from ltlight.checks import check_integer, check_range
 
 
 class NormedLinear(nn.Module):
@@ -27,7 +27,8 @@ class NormedLinear(nn.Module):
     ``(in_features, out_features)`` (one column per class, the official layout, so official
     checkpoints load unchanged) and initialised ``uniform(-1, 1).renorm_(2, 1, 1e-5).mul_(1e5)``,
     i.e. every class column rescaled to unit norm. A loss with a scale (``LDAMLoss``'s ``s``)
-    multiplies these cosines; the head itself never does.
+    multiplies these cosines; the head itself never does unless given a ``scale`` (LIFT's cosine
+    classifier, Shi et al., ICML 2024: ``s · cos`` with ``s = 25``, for losses without one).
 
     The product runs in float32 even under autocast: in bfloat16 a cosine carries ~3 significant
     digits, and ``s = 30`` would turn that into logit errors of order 0.1.
@@ -35,12 +36,14 @@ class NormedLinear(nn.Module):
     Args:
         in_features: size of each input feature vector.
         out_features: number of classes.
+        scale: the cosines are multiplied by it (1: plain cosines, the LDAM head).
     """
 
-    def __init__(self, in_features: int, out_features: int) -> None:
+    def __init__(self, in_features: int, out_features: int, scale: float = 1.0) -> None:
         super().__init__()
         self.in_features = check_integer("in_features", in_features, 1)
         self.out_features = check_integer("out_features", out_features, 1)
+        self.scale = float(check_range("scale", scale, 0.0, low_open=True))
         self.weight = nn.Parameter(torch.empty(in_features, out_features))
         self.reset_parameters()
 
@@ -52,10 +55,12 @@ class NormedLinear(nn.Module):
         with torch.autocast(device_type=x.device.type, enabled=False):
             x = F.normalize(x.float(), dim=-1)
             weight = F.normalize(self.weight.float(), dim=0)
-            return x @ weight
+            cosines = x @ weight
+            return cosines if self.scale == 1.0 else self.scale * cosines
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}"
+        scale = "" if self.scale == 1.0 else f", scale={self.scale}"
+        return f"in_features={self.in_features}, out_features={self.out_features}{scale}"
 
 
 def make_head(
@@ -63,13 +68,15 @@ def make_head(
     num_classes: int,
     normed: bool = False,
     init: Callable[[Tensor], object] | None = None,
+    scale: float = 1.0,
 ) -> nn.Module:
     """The classifier of a backbone: ``nn.Linear(in_features, num_classes)``, or with ``normed``
-    the cosine :class:`NormedLinear` (which keeps its own official initialisation); ``init``,
-    if given, re-initialises a linear head's weight (the CIFAR ResNets' ``kaiming_normal_``)."""
+    the cosine :class:`NormedLinear` (which keeps its own official initialisation) with logit
+    scale ``scale``; ``init``, if given, re-initialises a linear head's weight (the CIFAR ResNets'
+    ``kaiming_normal_``)."""
     check_integer("num_classes", num_classes, 1)
     if normed:
-        return NormedLinear(in_features, num_classes)
+        return NormedLinear(in_features, num_classes, scale)
     head = nn.Linear(in_features, num_classes)
     if init is not None:
         init(head.weight)

@@ -30,6 +30,12 @@ module's ``setup`` then records the result in its checkpoints
 ``interpolation`` left unset follow the weights (224, 256, bilinear without pretrained weights);
 a value typed that differs is an error naming both. Without a trainer, call
 :meth:`FileLongTailDataModule.follow_weights` yourself.
+
+Multi-label data (:mod:`ltlight.data.files.multilabel`: ``labels`` float ``(N, C)``, NaN for
+uncertain) takes the same path with :attr:`FileLongTailDataModule.multi_label` true: every class
+needs a positive training image, ``class_counts`` are positives per class (head / medium / tail
+printed at set-up), and validation is carved per image (``val_fraction``; whole groups, e.g.
+patients, when the list has them), never from the test split.
 """
 
 import os
@@ -37,6 +43,7 @@ import warnings
 from typing import ClassVar
 
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
 from ltlight.checks import check_choice, check_integer, check_range
@@ -45,13 +52,16 @@ from ltlight.data.files.dali import require_dali
 from ltlight.data.files.dataset import ImageFileDataset, missing_files
 from ltlight.data.files.image_list import ImageList, check_labels, read_new_images
 from ltlight.data.files.loader import DECODERS, FileDataLoader
+from ltlight.data.files.multilabel import check_positives, group_summary, positives_per_class
 from ltlight.data.profiles import (
     check_imbalance_ratio,
     check_profile,
     long_tail_counts,
     long_tail_indices,
+    validation_fraction_indices,
     validation_indices,
 )
+from ltlight.data.sampling import SAMPLING_MODES
 from ltlight.preprocessing import INTERPOLATIONS, Preprocessing, weights_name
 
 #: ImageNet's per-channel mean / std of [0, 1] images, used by every ImageNet-LT, Places-LT and
@@ -73,6 +83,8 @@ class FileLongTailDataModule(SplitDataModule):
         color_jitter: strength of the brightness / contrast / saturation jitter (0.4 as in
             Kang et al., ICLR 2020; 0 for none).
         val_per_class: without a validation list, images per class carved from training, ≥ 0.
+        val_fraction: without a validation list, the fraction of the training images carved per
+            image (seeded), in [0, 1); what multi-label data uses instead of ``val_per_class``.
         cap_val_per_class: carve at most half the rarest class's images per class,
             ``min(val_per_class, ⌊n_min / 2⌋)``, saying so when it caps: ``val_per_class: 20``
             then works on any long-tailed set whose rarest class has 2 images or more.
@@ -98,6 +110,8 @@ class FileLongTailDataModule(SplitDataModule):
         decoder: ``"pil"`` (Pillow in worker processes) or ``"dali"`` (NVIDIA DALI decodes only
             each crop's region, in ``num_workers`` threads; ``pip install 'ltlight[dali]'``):
             the same crop boxes, flips and jitter, from the same per-sample generators.
+        sampling: the training order: ``"instance"`` (a shuffle), ``"class_balanced"`` or
+            ``"class_aware"`` (DB-loss's sampler; :class:`~ltlight.data.sampling.EpochSampler`).
         predict: new images for ``ltlight predict`` instead of the test split: a folder (every
             image below it, recursively; no class folders needed), a CSV with a ``path``
             column (paths relative to its folder; a ``label`` column is optional) or one image
@@ -130,9 +144,13 @@ class FileLongTailDataModule(SplitDataModule):
         decoder: str = "pil",
         interpolation: str | None = None,
         five_crop: bool = False,
+        val_fraction: float = 0.0,
+        sampling: str = "instance",
         predict: str | None = None,
     ) -> None:
         super().__init__(batch_size, eval_batch_size, seed, augment, val_per_class)
+        self.val_fraction = check_range("val_fraction", val_fraction, 0, 1, high_open=True)
+        self.sampling = check_choice("sampling", sampling, SAMPLING_MODES)
         self.num_workers = check_integer("num_workers", num_workers, 0)
         self.color_jitter = check_range("color_jitter", color_jitter, 0)
         self.cap_val_per_class = cap_val_per_class
@@ -220,11 +238,28 @@ class FileLongTailDataModule(SplitDataModule):
         return len(self.class_names)
 
     @property
-    def class_counts(self) -> list[int]:
-        """Training images per class of the whole training split (as read, carved, profiled)."""
+    def multi_label(self) -> bool:
+        """Whether each image has a set of classes (float ``(N, C)`` targets, NaN uncertain)."""
         train = self.splits["train"]
         assert train is not None
+        return train.multi_label
+
+    @property
+    def class_counts(self) -> list[int]:
+        """Training images per class of the whole training split (as read, carved, profiled);
+        for multi-label data the images in which the class is present."""
+        train = self.splits["train"]
+        assert train is not None
+        if train.multi_label:
+            return positives_per_class(train.labels).tolist()
         return torch.bincount(train.labels, minlength=self.num_classes).tolist()
+
+    @property
+    def num_train_samples(self) -> int:
+        """Images in the training split as it is then (``N`` of the DB loss's prior ``n_c / N``)."""
+        train = self.splits["train"]
+        assert train is not None
+        return len(train)
 
     def has_split(self, split: str) -> bool:
         """Whether ``split`` exists after the checks and the carve (``"val"``: a list or k > 0)."""
@@ -240,19 +275,19 @@ class FileLongTailDataModule(SplitDataModule):
             raise ValueError(f"{train.source}: {num_classes} class(es); at least 2 are needed")
         for split in (train, val, test):
             if split is not None:
-                check_labels(split.labels, num_classes, split)
+                self._check_targets(split, train.multi_label, num_classes)
         train, val, test = (self._present(s) if s is not None else None for s in (train, val, test))
-        counts = torch.bincount(train.labels, minlength=num_classes)
-        empty = (counts == 0).nonzero().flatten().tolist()
-        if empty:
-            raise ValueError(
-                f"{train.source}: class {class_names[empty[0]]!r} ({empty[0]}) has no training "
-                f"image ({len(empty)} class(es) without one)"
-            )
+        self._check_training_classes(train, class_names)
         for name, split in (("validation", val), ("test", test)):
             if split is not None:
                 self._warn_shared_files(train, split, name)
         if val is None and self.val_per_class > 0:
+            if train.multi_label:
+                raise ValueError(
+                    f"{train.source}: val_per_class = {self.val_per_class} needs one class per "
+                    "image; multi-label data carves its validation per image: set val_fraction"
+                )
+            counts = torch.bincount(train.labels, minlength=num_classes)
             per_class = self._capped_val_per_class(counts, class_names)
             try:
                 keep, carved = validation_indices(
@@ -261,16 +296,59 @@ class FileLongTailDataModule(SplitDataModule):
             except ValueError as error:
                 raise ValueError(f"{error}{_rows_of_small_class(train, per_class)}") from None
             train, val = train.subset(keep), train.subset(carved)
+        elif val is None and self.val_fraction > 0:
+            keep, carved = validation_fraction_indices(
+                len(train), self.val_fraction, seed=self.seed, groups=train.groups
+            )
+            train, val = train.subset(keep), train.subset(carved)
+            self._check_training_classes(train, class_names, " after carving val_fraction")
         if self.imbalance_ratio is not None:
+            if train.multi_label:
+                raise ValueError(
+                    f"{train.source}: imbalance_ratio draws images per class; multi-label data "
+                    "keeps its natural imbalance (imbalance_ratio must be None)"
+                )
             pool = torch.bincount(train.labels, minlength=num_classes)
             target = long_tail_counts(
                 int(pool.min()), num_classes, self.imbalance_ratio, self.profile, self.step_fraction
             )
             train = train.subset(long_tail_indices(train.labels, target, seed=self.seed))
+        if train.multi_label:
+            counts = positives_per_class(train.labels).tolist()
+            rank_zero_info(
+                f"{self.name}: {num_classes} classes, {len(train)} training images, "
+                f"positives per class {max(counts)} to {min(counts)}; {group_summary(counts)}"
+            )
         predict = None
         if self.predict_source is not None:
             predict = self._present(read_new_images(self.predict_source, class_names))
         return {"train": train, "val": val, "test": test, "predict": predict}
+
+    @staticmethod
+    def _check_targets(images: ImageList, multi_label: bool, num_classes: int) -> None:
+        if images.multi_label != multi_label:
+            kind = "multi-label" if multi_label else "single-label"
+            raise ValueError(f"{images.source}: the training split is {kind}, this split is not")
+        if not multi_label:
+            check_labels(images.labels, num_classes, images)
+        elif images.labels.shape[1] != num_classes:
+            raise ValueError(
+                f"{images.source}: {images.labels.shape[1]} classes, the training split has "
+                f"{num_classes}"
+            )
+
+    @staticmethod
+    def _check_training_classes(train: ImageList, class_names: list[str], when: str = "") -> None:
+        if train.multi_label:
+            check_positives(train.labels, class_names, train.source + when)
+            return
+        counts = torch.bincount(train.labels, minlength=len(class_names))
+        empty = (counts == 0).nonzero().flatten().tolist()
+        if empty:
+            raise ValueError(
+                f"{train.source}{when}: class {class_names[empty[0]]!r} ({empty[0]}) has no "
+                f"training image ({len(empty)} class(es) without one)"
+            )
 
     def _capped_val_per_class(self, counts: torch.Tensor, class_names: list[str]) -> int:
         """``val_per_class``, or with ``cap_val_per_class`` at most half the rarest class."""
@@ -428,6 +506,7 @@ class FileLongTailDataModule(SplitDataModule):
             device=device,
             decode_on_device=self.decode_on_device,
             decoder=decoder,
+            sampling=self.sampling if split == "train" else "instance",
         )
 
 

@@ -136,7 +136,8 @@ def resize_and_flip(
 
 
 class ImageFileDataset(Dataset):
-    """``(uint8 (3, size, size) crop, label)`` of the images in an :class:`ImageList`.
+    """``(uint8 (3, size, size) crop, label, path)`` of the images in an :class:`ImageList`; the
+    label is a class index, or a float ``(C,)`` target row for multi-label lists.
 
     Args:
         images: the split's paths and labels.
@@ -184,10 +185,11 @@ class ImageFileDataset(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, item: int | tuple[int, int]) -> tuple[Any, int, str]:
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[Any, int | Tensor, str]:
         index, seed = item if isinstance(item, tuple) else (item, 0)
         path = self.images.full_path(index)
-        label = int(self.labels[index])
+        # a multi-label row is cloned: a view would ship the whole (N, C) storage between processes
+        label = self.labels[index].clone() if self.labels.dim() == 2 else int(self.labels[index])
         try:
             data = self.read_bytes(index)
             image = Image.open(io.BytesIO(data))
@@ -253,7 +255,9 @@ class ImageFileDataset(Dataset):
         pixels = torch.from_numpy(np.array(region)).permute(2, 0, 1)  # CHW view, channels-last
         return crop_pixels(pixels, self.size, flip, self.interpolation, self.five_crop)
 
-    def _bad(self, path: str, label: int, error: BaseException) -> tuple[None, int, str]:
+    def _bad(
+        self, path: str, label: int | Tensor, error: BaseException
+    ) -> tuple[None, int | Tensor, str]:
         if self.skip_bad_images:
             return None, label, path
         reason = "does not exist" if isinstance(error, FileNotFoundError) else "does not decode"
@@ -275,15 +279,20 @@ def round_to_uint8(images: Tensor) -> Tensor:
     return images.round_().to(torch.uint8)
 
 
-def collate(samples: list[tuple[Any, int, str]]) -> tuple[Any, Tensor, list[str]]:
+def collate(samples: list[tuple[Any, int | Tensor, str]]) -> tuple[Any, Tensor, list[str]]:
     """Stack a batch; images that are ``None`` (skipped bad files) are dropped, their paths kept.
 
     Returns ``(images, labels, bad_paths)``; ``images`` is a uint8 ``(B, 3, S, S)`` tensor, or for
-    decoding outside the workers a list of :class:`EncodedImage`.
+    decoding outside the workers a list of :class:`EncodedImage`; ``labels`` int64 ``(B,)``, or
+    float ``(B, C)`` multi-label targets.
     """
     good = [(image, label) for image, label, _ in samples if image is not None]
     bad = [path for image, _, path in samples if image is None]
-    labels = torch.tensor([label for _, label in good], dtype=torch.int64)
+    if samples and isinstance(samples[0][1], Tensor):  # multi-label: (C,) float targets
+        width = len(samples[0][1])
+        labels = torch.stack([label for _, label in good]) if good else torch.empty(0, width)
+    else:
+        labels = torch.tensor([label for _, label in good], dtype=torch.int64)
     images = [image for image, _ in good]
     if images and isinstance(images[0], Tensor):
         return torch.stack(images), labels, bad

@@ -3,8 +3,14 @@
 import os
 from typing import Any
 
+from ltlight.checks import check_choice
 from ltlight.data.files.datamodule import FileLongTailDataModule
 from ltlight.data.files.image_list import ImageList, read_csv, scan_image_folder
+from ltlight.data.files.multilabel import (
+    UNCERTAIN_POLICIES,
+    is_multilabel_csv,
+    read_multilabel_csv,
+)
 
 
 class ImageFolderLTDataModule(FileLongTailDataModule):
@@ -16,6 +22,12 @@ class ImageFolderLTDataModule(FileLongTailDataModule):
     class name; paths relative to ``root``, by default the CSV's folder). ``class_counts`` are the
     training split's as read (natural imbalance), or after the optional profile.
 
+    Multi-label data: CSV files whose header has a ``labels`` column (classes separated by ``|``,
+    names or indices, empty for none) or one column per class (``path,<class 1>,…``: 1, 0, and -1
+    or empty as ``uncertain`` says); see :mod:`ltlight.data.files.multilabel`. The datamodule is
+    then :attr:`multi_label`, its targets float ``(N, C)`` (NaN: uncertain, ignored by default),
+    ``class_counts`` the positives per class; carve validation with ``val_fraction``.
+
     Args:
         train: the training folder or CSV.
         val: the validation folder or CSV; ``None``: carve ``val_per_class`` images per class from
@@ -24,6 +36,9 @@ class ImageFolderLTDataModule(FileLongTailDataModule):
         root: for CSV files, the folder their paths are relative to.
         class_names: names of the classes in index order, for CSV files with integer labels (or
             to fix the order of folder / CSV names).
+        uncertain: multi-label wide CSV files: what ``-1`` and empty entries become —
+            ``"ignore"`` (NaN, left out of the loss and the metrics), ``"negative"`` or
+            ``"positive"``.
         **kwargs: every argument of
             :class:`~ltlight.data.files.datamodule.FileLongTailDataModule` (``batch_size``,
             ``num_workers``, ``val_per_class``, ``imbalance_ratio``, ``image_size``, …), by name.
@@ -49,9 +64,11 @@ class ImageFolderLTDataModule(FileLongTailDataModule):
         test: str | None = None,
         root: str | None = None,
         class_names: list[str] | None = None,
+        uncertain: str = "ignore",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.uncertain = check_choice("uncertain", uncertain, UNCERTAIN_POLICIES)
         self.train_source = train
         self.val_source = val
         self.test_source = test
@@ -62,6 +79,8 @@ class ImageFolderLTDataModule(FileLongTailDataModule):
         self, source: str, names: list[str] | None, names_from: str = "training"
     ) -> tuple[ImageList, list[str]]:
         if source.lower().endswith(".csv"):
+            if is_multilabel_csv(source):
+                return read_multilabel_csv(source, self.root, names, self.uncertain)
             return read_csv(source, root=self.root, class_names=names)
         if os.path.isfile(source):
             raise ValueError(f"{source}: expected a folder per class or a .csv file")

@@ -38,9 +38,12 @@ class ImageList:
     Args:
         root: the folder the paths are relative to.
         paths: one relative path per image.
-        labels: ``(N,)`` int64 class indices.
+        labels: ``(N,)`` int64 class indices, or for multi-label data float32 ``(N, C)``
+            targets (1 present, 0 absent, NaN uncertain; :mod:`ltlight.data.files.multilabel`).
         source: where the list was read from (a folder, a file), for messages.
         lines: the line (or entry) of ``source`` each sample came from, for messages.
+        groups: an optional group per sample (ChestX-ray14's patient) that a validation carve
+            keeps together.
     """
 
     root: str
@@ -48,6 +51,7 @@ class ImageList:
     labels: Tensor
     source: str
     lines: list[int] = field(default_factory=list)
+    groups: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -68,7 +72,13 @@ class ImageList:
             self.labels[keep],
             self.source,
             [self.lines[i] for i in keep] if self.lines else [i + 1 for i in keep],
+            [self.groups[i] for i in keep] if self.groups is not None else None,
         )
+
+    @property
+    def multi_label(self) -> bool:
+        """Whether the labels are ``(N, C)`` multi-label targets."""
+        return self.labels.dim() == 2
 
 
 def drop_duplicates(images: ImageList) -> ImageList:
@@ -351,13 +361,9 @@ def read_split_file(split_path: str, root: str) -> ImageList:
     )
 
 
-def read_coco_json(json_path: str, root: str) -> tuple[ImageList, list[str], list[int]]:
-    """COCO-style classification annotations (iNaturalist 2017-2021).
-
-    Returns:
-        The image list (labels are category positions in id order), the category names and the
-        category ids in that order.
-    """
+def load_coco_file(json_path: str) -> dict:
+    """A COCO-format JSON file, checked to hold lists under ``images``, ``annotations`` and
+    ``categories``; a ``ValueError`` naming the file (and the line of a syntax error) otherwise."""
     if not os.path.isfile(json_path):
         raise FileNotFoundError(f"annotation file {json_path!r} does not exist")
     with open(json_path, encoding="utf-8") as f:
@@ -368,6 +374,17 @@ def read_coco_json(json_path: str, root: str) -> tuple[ImageList, list[str], lis
     for key in ("images", "annotations", "categories"):
         if not isinstance(data, dict) or not isinstance(data.get(key), list):
             raise ValueError(f"{json_path}: expected a list under {key!r} (COCO format)")
+    return data
+
+
+def read_coco_json(json_path: str, root: str) -> tuple[ImageList, list[str], list[int]]:
+    """COCO-style classification annotations (iNaturalist 2017-2021).
+
+    Returns:
+        The image list (labels are category positions in id order), the category names and the
+        category ids in that order.
+    """
+    data = load_coco_file(json_path)
     try:
         categories = sorted((int(c["id"]), str(c.get("name", c["id"]))) for c in data["categories"])
         file_of = {int(image["id"]): image["file_name"] for image in data["images"]}

@@ -102,6 +102,9 @@ class FileDataLoader(ResumableEpochLoader):
             ``num_workers`` threads decoding only each crop's region; ``pip install
             'ltlight[dali]'``). The same samples either way: crop boxes, flips and jitter come
             from the same per-sample generators.
+        sampling: the training order (``"instance"``, ``"class_balanced"``, ``"class_aware"``;
+            :class:`~ltlight.data.sampling.EpochSampler`). Multi-label datasets (``(N, C)``
+            float labels) give ``(B, C)`` float targets.
     """
 
     def __init__(
@@ -120,11 +123,14 @@ class FileDataLoader(ResumableEpochLoader):
         device: torch.device | str = "cpu",
         decode_on_device: bool = False,
         decoder: str = "pil",
+        sampling: str = "instance",
     ) -> None:
         num_workers = check_integer("num_workers", num_workers, 0)
         check_range("color_jitter", color_jitter, 0)
         check_choice("decoder", decoder, DECODERS)
-        sampler = EpochSampler(dataset.labels, shuffle, seed=seed, rank=rank, world_size=world_size)
+        sampler = EpochSampler(
+            dataset.labels, shuffle, seed=seed, rank=rank, world_size=world_size, sampling=sampling
+        )
         super().__init__(sampler, batch_size, drop_last)
         self.dataset = dataset
         self.dataset.decode_in_worker = not decode_on_device and decoder == "pil"
