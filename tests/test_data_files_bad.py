@@ -156,12 +156,15 @@ def test_paths_escaping_the_root_are_refused(tmp_path, train_folder, path):
 
 def test_the_same_file_in_train_and_test_is_a_warning(tmp_path, train_folder):
     os.makedirs(tmp_path / "test" / "b")
-    os.link(tmp_path / "train/b/b_0000.jpg", tmp_path / "test/b/b_0000.jpg")
-    os.symlink(tmp_path / "train/a/a_0000.jpg", tmp_path / "test/b/link.jpg")
+    os.link(tmp_path / "train/b/b_0000.jpg", tmp_path / "test/b/link.jpg")  # a hard link
     data = ImageFolderLTDataModule(train=train_folder, test=str(tmp_path / "test"))
     with pytest.warns(
         UserWarning, match=r"1 test image\(s\) are also training images: .*link\.jpg"
     ):
+        assert data.class_counts == [4, 2]
+    (tmp_path / "test.csv").write_text("path,label\ntrain/a/a_0001.jpg,a\ntest/b/link.jpg,b\n")
+    data = ImageFolderLTDataModule(train=train_folder, test=str(tmp_path / "test.csv"))
+    with pytest.warns(UserWarning, match=r"2 test image\(s\) are also training images"):
         assert data.class_counts == [4, 2]
 
 

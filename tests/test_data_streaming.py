@@ -70,6 +70,21 @@ def test_convert_refuses_to_overwrite_and_the_command_line_converts(image_folder
         _ = StreamingLTDataModule(str(tmp_path / "absent")).class_counts
 
 
+def test_streamed_predictions_name_each_image_by_its_path(converted, tmp_path):
+    source, out = converted
+    streamed = StreamingLTDataModule(str(out), cache_dir=str(tmp_path / "cache"), **SMALL)
+    # one conversion process keeps the order: the same files, the same labels, in order
+    assert streamed.predict_files == source.predict_files
+    assert streamed.predict_files[0] == "class_0/class_0_0000.jpg"
+    assert streamed.splits["test"].labels.tolist() == source.splits["test"].labels.tolist()
+    # new images beside a streamed dataset are read from their files
+    new = StreamingLTDataModule(
+        str(out), cache_dir=str(tmp_path / "cache"), predict=str(source.test_source), **SMALL
+    )
+    labels = [label for _, batch in new.predict_dataloader() for label in batch.tolist()]
+    assert new.predict_files == source.predict_files and labels == [-1] * 20
+
+
 def test_a_stream_decodes_with_dali_as_the_files_do(converted, image_folder_dir, tmp_path):
     pytest.importorskip("nvidia.dali", reason="the dali extra is in the dev extra")
     _, out = converted

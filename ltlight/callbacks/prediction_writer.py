@@ -115,8 +115,9 @@ class PredictionWriter(BasePredictionWriter):
             values: list[Any] = [index]
             if self._files is not None:
                 values.append(self._files[index] if index < len(self._files) else "")
-            if target is not None:
-                values += [target[row], class_name(self._names, int(target[row]))]
+            if target is not None:  # a negative label: unknown (new images), left empty
+                label = int(target[row])
+                values += [label, class_name(self._names, label)] if label >= 0 else ["", ""]
             best = int(top_c[row, 0])
             values += [best, class_name(self._names, best), f"{float(top_p[row, 0]):.6f}"]
             values.append(" ".join(str(int(c)) for c in top_c[row]))

@@ -370,6 +370,18 @@ class LongTailCLI(CheckpointArgumentsHook):
             if "Union subtypes" not in str(error) and 'Parser key "' not in str(error):
                 raise  # not jsonargparse's report: the constructor's own words
             raise ArgumentValueError(condense_error(str(error))) from error
+        self._follow_checkpoint_classes()
+
+    def _follow_checkpoint_classes(self) -> None:
+        """Index the data's classes by the checkpoint's class names (a class folder renamed or
+        added since training would shift the labels; then the data refuses, naming it)."""
+        ckpt_path = self._section().get("ckpt_path")
+        follow = getattr(self.datamodule, "follow_class_names", None)
+        if follow is None or ckpt_path in (None, "best", "hpc", "last"):
+            return
+        preprocessing = read_checkpoint(ckpt_path).get("ltlight_preprocessing") or {}
+        if preprocessing.get("class_names"):
+            follow(list(preprocessing["class_names"]))
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         trainer = super().instantiate_trainer(**kwargs)

@@ -64,6 +64,7 @@ NOT_IDENTITY = frozenset(
         "data_dir",
         "download",
         "pin_memory",
+        "predict",  # the new images `ltlight predict` runs on
     }
 )
 

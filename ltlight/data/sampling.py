@@ -200,9 +200,10 @@ def class_members(labels: Tensor) -> tuple[Tensor, Tensor]:
     if labels.dim() == 2:
         images, classes = (labels == 1).nonzero(as_tuple=True)
         num_classes = labels.shape[1]
-    else:
-        images, classes = torch.arange(len(labels)), labels
-        num_classes = int(labels.max()) + 1
+    else:  # a negative label is unknown (new images to predict): in no class
+        images = torch.arange(len(labels))[labels >= 0]
+        classes = labels[images]
+        num_classes = int(classes.max()) + 1 if len(classes) else 0
     by_class = torch.sort(classes, stable=True).indices
     return images[by_class], torch.bincount(classes, minlength=num_classes)
 

@@ -191,7 +191,10 @@ class DaliRegionDecoder:
                 self._drain()
 
     def _submit(self, samples: list[EncodedImage], labels: Tensor, bad: list[str]) -> _Batch:
-        batch = _Batch(samples, labels, bad, scheduled=bool(samples))
+        # DALI decodes batches of JPEGs; a batch holding another format is Pillow's, which reads
+        # every image mode as ltlight does (16-bit, float, transparency: image_modes.py).
+        jpeg = all(bytes(sample.data[:3].tolist()) == b"\xff\xd8\xff" for sample in samples)
+        batch = _Batch(samples, labels, bad, scheduled=bool(samples) and jpeg)
         if batch.scheduled:
             self._schedule(samples)
         return batch
@@ -207,7 +210,7 @@ class DaliRegionDecoder:
             return error
 
     def _finish(self, batch: _Batch, regions: Any) -> tuple[Tensor, Tensor, list[str]]:
-        if isinstance(regions, RuntimeError):
+        if isinstance(regions, RuntimeError) or (regions is None and batch.samples):
             crops = [self.fallback(sample) for sample in batch.samples]
             bad = [
                 sample.path

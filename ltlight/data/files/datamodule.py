@@ -5,8 +5,8 @@ validation and test :class:`~ltlight.data.files.image_list.ImageList` (validatio
 ``None``) and the class names. This class then
 
 * checks them: labels in ``[0, C)``, no class without a training image, every file present (or
-  dropped with a warning naming them, ``skip_bad_images``), the same file in training and test
-  (a warning);
+  dropped with a warning naming them, ``skip_bad_images``), the same file in training and a
+  given validation or test list (a warning; a carved validation split never shares one);
 * carves a seeded balanced validation split of ``val_per_class`` images per class from the
   training split when there is no validation list
   (:func:`~ltlight.data.profiles.validation_indices`), *then* draws an optional long-tailed
@@ -50,7 +50,7 @@ from ltlight.checks import check_choice, check_integer, check_range
 from ltlight.data.base import SplitDataModule
 from ltlight.data.files.dali import require_dali
 from ltlight.data.files.dataset import ImageFileDataset, missing_files
-from ltlight.data.files.image_list import ImageList, check_labels
+from ltlight.data.files.image_list import ImageList, check_labels, read_new_images
 from ltlight.data.files.loader import DECODERS, FileDataLoader
 from ltlight.data.files.multilabel import check_positives, group_summary, positives_per_class
 from ltlight.data.profiles import (
@@ -112,6 +112,10 @@ class FileLongTailDataModule(SplitDataModule):
             the same crop boxes, flips and jitter, from the same per-sample generators.
         sampling: the training order: ``"instance"`` (a shuffle), ``"class_balanced"`` or
             ``"class_aware"`` (DB-loss's sampler; :class:`~ltlight.data.sampling.EpochSampler`).
+        predict: new images for ``ltlight predict`` instead of the test split: a folder (every
+            image below it, recursively; no class folders needed), a CSV with a ``path``
+            column (paths relative to its folder; a ``label`` column is optional) or one image
+            file. Labels unknown; classes and preprocessing are the training run's.
     """
 
     name: ClassVar[str] = "image files"
@@ -142,6 +146,7 @@ class FileLongTailDataModule(SplitDataModule):
         five_crop: bool = False,
         val_fraction: float = 0.0,
         sampling: str = "instance",
+        predict: str | None = None,
     ) -> None:
         super().__init__(batch_size, eval_batch_size, seed, augment, val_per_class)
         self.val_fraction = check_range("val_fraction", val_fraction, 0, 1, high_open=True)
@@ -177,6 +182,9 @@ class FileLongTailDataModule(SplitDataModule):
         self.decoder = check_choice("decoder", decoder, DECODERS)
         if decoder == "dali":
             require_dali()  # a missing extra fails here, at configuration, in one line
+        self.predict_source = predict
+        #: The classes of the checkpoint this data serves (:meth:`follow_class_names`).
+        self.checkpoint_class_names: list[str] | None = None
         self._lists: dict[str, ImageList | None] | None = None
         self._class_names: list[str] = []
 
@@ -185,13 +193,37 @@ class FileLongTailDataModule(SplitDataModule):
             raise ValueError(f"resize ({self.resize}) must be >= image_size ({self.image_size})")
 
     def read_lists(self) -> tuple[ImageList, ImageList | None, ImageList | None, list[str]]:
-        """``(train, val, test, class_names)`` as stored; ``val`` / ``test`` may be ``None``."""
+        """``(train, val, test, class_names)`` as stored; ``val`` / ``test`` may be ``None``.
+
+        With :attr:`checkpoint_class_names` set, a dataset whose classes are names (folders,
+        CSV names) indexes them by those names."""
         raise NotImplementedError
+
+    # -- the classes of a checkpoint --------------------------------------------------------
+    def follow_class_names(self, class_names: list[str]) -> None:
+        """Index the classes as a trained checkpoint does: labels follow ``class_names`` (a
+        class folder renamed or added since, which would shift every index after it, is an error
+        naming it instead). ``ltlight validate|test|predict|fit --ckpt_path`` calls it with the
+        checkpoint's class names before the data is read."""
+        self.checkpoint_class_names = [str(name) for name in class_names]
+        self._lists = None
+
+    def state_dict(self) -> dict[str, list[str]]:
+        """The class names, saved in checkpoints (:meth:`load_state_dict` compares them)."""
+        return {"class_names": list(self.class_names)}
+
+    def load_state_dict(self, state_dict: dict[str, list[str]]) -> None:
+        """Refuse a checkpoint trained on other classes than this data's (in Python: call
+        :meth:`follow_class_names` with the checkpoint's names before ``trainer.test``)."""
+        names = state_dict.get("class_names")
+        if names is not None:
+            _check_same_classes(list(names), self.class_names, "the checkpoint")
 
     # -- the splits, read once on first use --------------------------------------------------
     @property
     def splits(self) -> dict[str, ImageList | None]:
-        """``{"train", "val", "test"}`` image lists after the checks, the carve and the profile."""
+        """``{"train", "val", "test", "predict"}`` image lists after the checks, the carve and
+        the profile (``"predict"``: the new images of ``predict``, or ``None``)."""
         if self._lists is None:
             self._lists = self._prepare_lists()
         return self._lists
@@ -235,6 +267,8 @@ class FileLongTailDataModule(SplitDataModule):
 
     def _prepare_lists(self) -> dict[str, ImageList | None]:
         train, val, test, class_names = self.read_lists()
+        if self.checkpoint_class_names is not None:
+            _check_same_classes(self.checkpoint_class_names, class_names, "the checkpoint")
         self._class_names = list(class_names)
         num_classes = len(class_names)
         if num_classes < 2:
@@ -244,8 +278,9 @@ class FileLongTailDataModule(SplitDataModule):
                 self._check_targets(split, train.multi_label, num_classes)
         train, val, test = (self._present(s) if s is not None else None for s in (train, val, test))
         self._check_training_classes(train, class_names)
-        if test is not None:
-            self._warn_shared_files(train, test)
+        for name, split in (("validation", val), ("test", test)):
+            if split is not None:
+                self._warn_shared_files(train, split, name)
         if val is None and self.val_per_class > 0:
             if train.multi_label:
                 raise ValueError(
@@ -254,9 +289,12 @@ class FileLongTailDataModule(SplitDataModule):
                 )
             counts = torch.bincount(train.labels, minlength=num_classes)
             per_class = self._capped_val_per_class(counts, class_names)
-            keep, carved = validation_indices(
-                train.labels, per_class, seed=self.seed, class_names=class_names
-            )
+            try:
+                keep, carved = validation_indices(
+                    train.labels, per_class, seed=self.seed, class_names=class_names
+                )
+            except ValueError as error:
+                raise ValueError(f"{error}{_rows_of_small_class(train, per_class)}") from None
             train, val = train.subset(keep), train.subset(carved)
         elif val is None and self.val_fraction > 0:
             keep, carved = validation_fraction_indices(
@@ -281,7 +319,10 @@ class FileLongTailDataModule(SplitDataModule):
                 f"{self.name}: {num_classes} classes, {len(train)} training images, "
                 f"positives per class {max(counts)} to {min(counts)}; {group_summary(counts)}"
             )
-        return {"train": train, "val": val, "test": test}
+        predict = None
+        if self.predict_source is not None:
+            predict = self._present(read_new_images(self.predict_source, class_names))
+        return {"train": train, "val": val, "test": test, "predict": predict}
 
     @staticmethod
     def _check_targets(images: ImageList, multi_label: bool, num_classes: int) -> None:
@@ -347,13 +388,14 @@ class FileLongTailDataModule(SplitDataModule):
         return images.subset([i for i in range(len(images)) if i not in absent])
 
     @staticmethod
-    def _warn_shared_files(train: ImageList, test: ImageList) -> None:
-        train_files = {os.path.realpath(train.full_path(i)) for i in range(len(train))}
-        shared = [i for i in range(len(test)) if os.path.realpath(test.full_path(i)) in train_files]
+    def _warn_shared_files(train: ImageList, other: ImageList, name: str) -> None:
+        train_files = {_file_identity(train.full_path(i)) for i in range(len(train))}
+        train_files.discard(None)
+        shared = [i for i in range(len(other)) if _file_identity(other.full_path(i)) in train_files]
         if shared:
-            named = ", ".join(test.full_path(i) for i in shared[:5])
+            named = ", ".join(other.full_path(i) for i in shared[:5])
             warnings.warn(
-                f"{len(shared)} test image(s) are also training images: {named}"
+                f"{len(shared)} {name} image(s) are also training images: {named}"
                 + (" ..." if len(shared) > 5 else ""),
                 stacklevel=4,
             )
@@ -401,10 +443,18 @@ class FileLongTailDataModule(SplitDataModule):
             self.follow_weights(getattr(module, "backbone", module))
 
     @property
+    def predict_split(self) -> str:
+        """The split ``ltlight predict`` runs on: ``"predict"`` with new images, else ``"test"``."""
+        return "test" if self.predict_source is None else "predict"
+
+    def predict_dataloader(self) -> FileDataLoader:
+        return self._loader(self.predict_split, self._eval_batch_size)
+
+    @property
     def predict_files(self) -> list[str] | None:
         """The images :meth:`predict_dataloader` yields, in its order, relative to their root
         (the ``file`` column of ``ltlight predict``'s predictions.csv)."""
-        images = self.splits["test"]
+        images = self.splits[self.predict_split]
         return None if images is None else list(images.paths)
 
     def make_dataset(
@@ -458,3 +508,44 @@ class FileLongTailDataModule(SplitDataModule):
             decoder=decoder,
             sampling=self.sampling if split == "train" else "instance",
         )
+
+
+def _file_identity(path: str) -> tuple[int, int] | None:
+    """``(device, inode)`` of the file at ``path`` (the same for a symbolic or hard link to it),
+    ``None`` if there is none."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
+
+
+def _check_same_classes(theirs: list[str], ours: list[str], whose: str) -> None:
+    """``ValueError`` naming the first class that differs between ``theirs`` and ``ours``."""
+    if list(theirs) == list(ours):
+        return
+    unknown = [name for name in ours if name not in theirs]
+    if unknown:
+        problem = f"class {unknown[0]!r} is not one of {whose}'s {len(theirs)} classes"
+    else:
+        index = next(
+            (i for i, (a, b) in enumerate(zip(theirs, ours, strict=False)) if a != b),
+            min(len(theirs), len(ours)),
+        )
+        problem = (
+            f"{whose} has {len(theirs)} classes, this data {len(ours)}; class {index} is "
+            f"{theirs[index] if index < len(theirs) else None!r} there, "
+            f"{ours[index] if index < len(ours) else None!r} here"
+        )
+    raise ValueError(f"the data's classes differ from {whose}'s: {problem}")
+
+
+def _rows_of_small_class(train: ImageList, per_class: int) -> str:
+    """Where a list (CSV, split file) names the images of its first class with ``<= per_class``
+    of them: a stray label (an index beyond the classes) shows up as such a class."""
+    if not train.lines:
+        return ""
+    counts = torch.bincount(train.labels)
+    small = (counts <= per_class).nonzero().flatten().tolist()
+    rows = (train.labels == small[0]).nonzero().flatten().tolist()[:3] if small else []
+    return f"; its images are listed at {', '.join(train.where(i) for i in rows)}" if rows else ""

@@ -36,6 +36,7 @@ from torch.utils.data import Dataset
 
 from ltlight.data.files.color_jitter import color_jitter, draw_jitter
 from ltlight.data.files.image_list import ImageList
+from ltlight.data.files.image_modes import to_rgb
 from ltlight.preprocessing import FIVE_CROP_MARGIN, five_crops
 
 #: RandomResizedCrop's defaults (torchvision, and every ImageNet-LT recipe).
@@ -86,8 +87,17 @@ def center_crop_box(height: int, width: int, resize: int, size: int) -> tuple[in
     return (height - h) // 2, (width - w) // 2, h, w
 
 
-class BadImageError(RuntimeError):
-    """An image file that is missing or does not decode; the message names the file."""
+class BadImageError(ValueError):
+    """An image file that is missing or does not decode; the message, one line, names the file.
+
+    Raised in a DataLoader worker, it reaches the main process re-created by torch from a message
+    that holds the worker's traceback; the constructor keeps that message's last line (this
+    error's own), so what the user reads is the one line naming the file.
+    """
+
+    def __init__(self, message: str) -> None:
+        last = message.rstrip().splitlines()[-1] if message.strip() else message
+        super().__init__(last.split(f"{type(self).__name__}: ", 1)[-1])
 
 
 class EncodedImage(NamedTuple):
@@ -240,8 +250,7 @@ class ImageFileDataset(Dataset):
         scale_x, scale_y = image.size[0] / full_width, image.size[1] / full_height
         top, left = round(top * scale_y), round(left * scale_x)
         h, w = max(1, round(h * scale_y)), max(1, round(w * scale_x))
-        if image.mode != "RGB":
-            image = image.convert("RGB")
+        image = to_rgb(image)  # 16-bit, float, transparent: image_modes says how
         region = image.crop((left, top, left + w, top + h))  # decodes, copies only the crop
         pixels = torch.from_numpy(np.array(region)).permute(2, 0, 1)  # CHW view, channels-last
         return crop_pixels(pixels, self.size, flip, self.interpolation, self.five_crop)

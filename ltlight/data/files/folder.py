@@ -75,17 +75,22 @@ class ImageFolderLTDataModule(FileLongTailDataModule):
         self.root = root
         self.given_class_names = list(class_names) if class_names is not None else None
 
-    def _read(self, source: str, names: list[str] | None) -> tuple[ImageList, list[str]]:
+    def _read(
+        self, source: str, names: list[str] | None, names_from: str = "training"
+    ) -> tuple[ImageList, list[str]]:
         if source.lower().endswith(".csv"):
             if is_multilabel_csv(source):
                 return read_multilabel_csv(source, self.root, names, self.uncertain)
             return read_csv(source, root=self.root, class_names=names)
         if os.path.isfile(source):
             raise ValueError(f"{source}: expected a folder per class or a .csv file")
-        return scan_image_folder(source, class_names=names)
+        return scan_image_folder(source, class_names=names, names_from=names_from)
 
     def read_lists(self) -> tuple[ImageList, ImageList | None, ImageList | None, list[str]]:
-        train, names = self._read(self.train_source, self.given_class_names)
-        val = self._read(self.val_source, names)[0] if self.val_source else None
-        test = self._read(self.test_source, names)[0] if self.test_source else None
+        given, whose = self.given_class_names, "training"
+        if self.checkpoint_class_names is not None:
+            given, whose = self.checkpoint_class_names, "checkpoint's"
+        train, names = self._read(self.train_source, given, whose)
+        val = self._read(self.val_source, names, whose)[0] if self.val_source else None
+        test = self._read(self.test_source, names, whose)[0] if self.test_source else None
         return train, val, test, names

@@ -2,9 +2,10 @@
 
 * a folder per class — torchvision's ``ImageFolder`` layout (``datasets/folder.py``,
   ``make_dataset``): the classes are the sorted sub-folder names, an image is any file with an
-  image extension below its class folder;
+  image extension below its class folder (hidden names skipped, symbolic links kept inside the
+  folder: :mod:`~ltlight.data.files.folder_scan`); images to predict: any folder, recursively;
 * a CSV file with a header that holds a ``path`` and a ``label`` column; a label is a class index
-  or a class name;
+  or a class name (images to predict: ``path`` alone, or empty labels);
 * a split file of ``relpath label`` lines (ImageNet-LT, Places-LT; Liu et al., CVPR 2019);
 * COCO-style JSON (iNaturalist 2018): ``images`` (``id``, ``file_name``), ``annotations``
   (``image_id``, ``category_id``) and ``categories`` (``id``, ``name``).
@@ -17,14 +18,17 @@ and the line (or the entry) at fault; nothing is written anywhere.
 import csv
 import json
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
-#: Extensions of the images a folder scan picks up (torchvision's ``IMG_EXTENSIONS``).
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+from ltlight.data.files.folder_scan import IMAGE_EXTENSIONS, image_files, is_hidden
+
+#: The label of an image whose class is not known (an image to predict).
+UNKNOWN = -1
 
 
 @dataclass
@@ -77,6 +81,38 @@ class ImageList:
         return self.labels.dim() == 2
 
 
+def drop_duplicates(images: ImageList) -> ImageList:
+    """``images`` with each path once: a repeated row (same path, same label) is dropped with a
+    warning that counts them; the same path with two labels is a ``ValueError`` naming both.
+
+    A list that names an image twice would count it twice in ``class_counts`` and could put one
+    copy in the carved validation split and the other in training.
+    """
+    first: dict[str, int] = {}
+    keep = []
+    labels = images.labels.tolist()
+    for i, path in enumerate(images.paths):
+        seen = first.setdefault(path, i)
+        if seen == i:
+            keep.append(i)
+        elif labels[seen] != labels[i]:
+            raise ValueError(
+                f"{images.where(i)}: {path!r} is listed again with label {labels[i]}, but "
+                f"{images.where(seen)} gives it label {labels[seen]}"
+            )
+    if len(keep) == len(images):
+        return images
+    kept = set(keep)
+    repeated = next(i for i in range(len(images)) if i not in kept)
+    warnings.warn(
+        f"{images.source}: {len(images) - len(keep)} repeated row(s) of an image already listed "
+        f"are dropped, each image counts once (the first: {images.where(repeated)} "
+        f"{images.paths[repeated]!r})",
+        stacklevel=2,
+    )
+    return images.subset(keep)
+
+
 def inside_root(relpath: str, where: str) -> str:
     """``relpath`` normalised, checked to stay inside the image root.
 
@@ -102,14 +138,20 @@ def check_labels(labels: Tensor, num_classes: int, image_list: ImageList) -> Non
 
 
 def scan_image_folder(
-    root: str, class_names: Sequence[str] | None = None
+    root: str, class_names: Sequence[str] | None = None, names_from: str = "training"
 ) -> tuple[ImageList, list[str]]:
     """An ``ImageFolder`` tree: ``root/<class>/**/<image>``, classes sorted by name.
+
+    Hidden folders and files (``.ipynb_checkpoints/``, ``.git/``) are skipped, symbolic links
+    that leave ``root`` are refused and an image reached twice is counted once
+    (:func:`~ltlight.data.files.folder_scan.image_files`).
 
     Args:
         root: the folder holding one sub-folder per class.
         class_names: the classes in index order (e.g. the training split's, for a test folder
-            that lacks some class); default: the sorted sub-folder names of ``root``.
+            that lacks some class, or a checkpoint's); default: the sorted sub-folder names of
+            ``root``.
+        names_from: whose ``class_names`` they are, for the message naming an unknown folder.
 
     Returns:
         The image list and the class names in index order.
@@ -120,7 +162,9 @@ def scan_image_folder(
     """
     if not os.path.isdir(root):
         raise FileNotFoundError(f"image folder {root!r} does not exist")
-    found = sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
+    found = sorted(
+        entry.name for entry in os.scandir(root) if entry.is_dir() and not is_hidden(entry.name)
+    )
     if not found:
         raise ValueError(f"{root}: no class folders (expected one sub-folder per class)")
     names = list(class_names) if class_names is not None else found
@@ -129,17 +173,15 @@ def scan_image_folder(
     if unknown:
         raise ValueError(
             f"{os.path.join(root, unknown[0])}: class folder {unknown[0]!r} is not one of the "
-            f"{len(names)} training classes"
+            f"{len(names)} {names_from} classes {_shorten(names)}"
         )
     paths, labels = [], []
-    for name in found:
-        class_dir = os.path.join(root, name)
-        for folder, subfolders, files in sorted(os.walk(class_dir, followlinks=True)):
-            subfolders.sort()
-            for file in sorted(files):
-                if file.lower().endswith(IMAGE_EXTENSIONS):
-                    paths.append(os.path.relpath(os.path.join(folder, file), root))
-                    labels.append(index_of[name])
+    for path in image_files(root):
+        relpath = os.path.relpath(path, root)
+        name = relpath.split(os.sep, 1)[0]
+        if name != relpath:  # an image beside the class folders belongs to no class
+            paths.append(relpath)
+            labels.append(index_of[name])
     if not paths:
         raise ValueError(
             f"{root}: no images in its {len(found)} class folders (extensions {IMAGE_EXTENSIONS})"
@@ -147,13 +189,54 @@ def scan_image_folder(
     return ImageList(root, paths, torch.tensor(labels, dtype=torch.int64), root), names
 
 
-def read_csv(
-    csv_path: str, root: str | None = None, class_names: Sequence[str] | None = None
-) -> tuple[ImageList, list[str]]:
-    """A CSV with ``path`` and ``label`` columns (more columns are ignored).
+def scan_images(root: str) -> ImageList:
+    """Every image below ``root``, recursively, without classes: images to predict.
 
-    A label is a class index, or a class name; with names, classes are ``class_names`` or the
-    sorted distinct names of this file. Paths are relative to ``root`` (default: the CSV's folder).
+    Their labels are :data:`UNKNOWN`; hidden names and links as in :func:`scan_image_folder`.
+    """
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"image folder {root!r} does not exist")
+    paths = [os.path.relpath(path, root) for path in image_files(root)]
+    if not paths:
+        raise ValueError(f"{root}: no images below it (extensions {IMAGE_EXTENSIONS})")
+    return ImageList(root, paths, torch.full((len(paths),), UNKNOWN, dtype=torch.int64), root)
+
+
+def read_new_images(source: str, class_names: Sequence[str]) -> ImageList:
+    """Images to predict: every image below a folder (recursively), the rows of a CSV with a
+    ``path`` column (relative to its folder; labels optional, names or indices of
+    ``class_names``), or one image file. Labels not given are :data:`UNKNOWN`."""
+    if source.lower().endswith(".csv"):
+        return read_csv(source, class_names=class_names, require_labels=False)[0]
+    if os.path.isdir(source):
+        return scan_images(source)
+    if os.path.isfile(source) and source.lower().endswith(IMAGE_EXTENSIONS):
+        folder, name = os.path.split(os.path.abspath(source))
+        return ImageList(folder, [name], torch.tensor([UNKNOWN]), source)
+    if os.path.exists(source):
+        raise ValueError(
+            f"predict: {source!r} is neither a folder, a .csv file nor an image "
+            f"({', '.join(IMAGE_EXTENSIONS)})"
+        )
+    raise FileNotFoundError(f"predict: {source!r} does not exist (a folder, a .csv or an image)")
+
+
+def read_csv(
+    csv_path: str,
+    root: str | None = None,
+    class_names: Sequence[str] | None = None,
+    require_labels: bool = True,
+) -> tuple[ImageList, list[str]]:
+    """A CSV with ``path`` and ``label`` columns (more columns are ignored; a UTF-8 byte order
+    mark is read as one).
+
+    A label is a class index, or a class name — one kind in a file; with names, classes are
+    ``class_names`` or the sorted distinct names of this file. Paths are relative to ``root``
+    (default: the CSV's folder).
+
+    Args:
+        require_labels: ``False`` for images to predict: the ``label`` column may be left out
+            and a label left empty; such labels are :data:`UNKNOWN`.
 
     Returns:
         The image list and the class names (for integer labels: ``class_names`` or
@@ -162,42 +245,96 @@ def read_csv(
     if not os.path.isfile(csv_path):
         raise FileNotFoundError(f"CSV file {csv_path!r} does not exist")
     root = root if root is not None else os.path.dirname(os.path.abspath(csv_path))
-    with open(csv_path, newline="", encoding="utf-8") as f:
+    rows = _csv_rows(csv_path, require_labels)
+    paths = [inside_root(path, f"{csv_path}:{line}") for line, path, _ in rows]
+    lines = [line for line, _, _ in rows]
+    labels, names = _label_indices(csv_path, rows, class_names, require_labels)
+    image_list = ImageList(root, paths, torch.tensor(labels, dtype=torch.int64), csv_path, lines)
+    known = image_list.labels != UNKNOWN
+    check_labels(image_list.labels[known], len(names), image_list.subset(known.nonzero()[:, 0]))
+    return drop_duplicates(image_list), names
+
+
+def _csv_rows(csv_path: str, require_labels: bool) -> list[tuple[int, str, str]]:
+    """``(line, path, label)`` of every row; the label is ``""`` where there is none."""
+    required = ["path", "label"] if require_labels else ["path"]
+    with open(csv_path, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         columns = [c.strip() for c in reader.fieldnames or []]
-        if "path" not in columns or "label" not in columns:
+        if any(column not in columns for column in required):
+            named = " and ".join(repr(column) for column in required)
             raise ValueError(
-                f"{csv_path}:1: the header must name the columns 'path' and 'label', got {columns}"
+                f"{csv_path}:1: the header must name the columns {named}, got {columns}"
             )
         reader.fieldnames = columns
-        rows = [(reader.line_num, row) for row in reader]
+        rows = []
+        for row in reader:
+            where = f"{csv_path}:{reader.line_num}"
+            if row["path"] is None or (require_labels and row["label"] is None):
+                raise ValueError(f"{where}: expected the columns {columns}, got {row}")
+            rows.append((reader.line_num, row["path"], (row.get("label") or "").strip()))
     if not rows:
         raise ValueError(f"{csv_path}: no rows after the header")
-    paths, raw_labels, lines = [], [], []
-    for line, row in rows:
-        where = f"{csv_path}:{line}"
-        if row["path"] is None or row["label"] is None:
-            raise ValueError(f"{where}: expected the columns {columns}, got {row}")
-        paths.append(inside_root(row["path"], where))
-        raw_labels.append(row["label"].strip())
-        lines.append(line)
-    integer = all(_is_int(label) for label in raw_labels)
-    if integer:
-        labels = [int(label) for label in raw_labels]
-        names = list(class_names) if class_names is not None else []
-        if not names:
-            names = [str(c) for c in range(max(labels) + 1)]
-    else:
-        names = list(class_names) if class_names is not None else sorted(set(raw_labels))
-        index_of = {name: i for i, name in enumerate(names)}
-        labels = []
-        for line, label in zip(lines, raw_labels, strict=True):
-            if label not in index_of:
-                raise ValueError(f"{csv_path}:{line}: label {label!r} is not a known class")
-            labels.append(index_of[label])
-    image_list = ImageList(root, paths, torch.tensor(labels, dtype=torch.int64), csv_path, lines)
-    check_labels(image_list.labels, len(names), image_list)
-    return image_list, names
+    return rows
+
+
+def _label_indices(
+    csv_path: str,
+    rows: list[tuple[int, str, str]],
+    class_names: Sequence[str] | None,
+    require_labels: bool,
+) -> tuple[list[int], list[str]]:
+    """The rows' class indices (:data:`UNKNOWN` for an empty label) and the class names."""
+    given = [(line, label) for line, _, label in rows if label]
+    if require_labels and len(given) < len(rows):
+        line = next(line for line, _, label in rows if not label)
+        raise ValueError(f"{csv_path}:{line}: the label is empty")
+    kinds = {_is_int(label) for _, label in given}
+    if len(kinds) > 1 and class_names is None:
+        first_line, first = given[0]
+        line, label = next(
+            (line, label) for line, label in given if _is_int(label) != _is_int(first)
+        )
+        raise ValueError(
+            f"{csv_path}:{line}: label {label!r} is a class {_kind(label)}, but {csv_path}:"
+            f"{first_line} gives the class {_kind(first)} {first!r}: use class names or class "
+            "indices, not both"
+        )
+    if kinds == {True}:
+        indices = [int(label) if label else UNKNOWN for _, _, label in rows]
+        if class_names is not None:
+            return indices, list(class_names)
+        _check_indices_complete(csv_path, given)
+        return indices, [str(c) for c in range(max(indices) + 1)]
+    names = list(class_names) if class_names is not None else sorted({x for _, x in given})
+    index_of = {name: i for i, name in enumerate(names)}
+    for line, label in given:
+        if label not in index_of:
+            raise ValueError(f"{csv_path}:{line}: label {label!r} is not a known class")
+    return [index_of[label] if label else UNKNOWN for _, _, label in rows], names
+
+
+def _check_indices_complete(csv_path: str, given: list[tuple[int, str]]) -> None:
+    """Without class names, integer labels are the indices ``0 … C−1`` of the ``C`` classes:
+    a ``ValueError`` names the line of a label above an index that no row has (a label ``≥ C``
+    would otherwise surface later as a wrong class count)."""
+    present = {int(label) for _, label in given}
+    missing = next((c for c in range(max(present) + 1) if c not in present), None)
+    if missing is not None:
+        line, label = next((line, label) for line, label in given if int(label) > missing)
+        raise ValueError(
+            f"{csv_path}:{line}: label {label} makes {max(present) + 1} classes, but no row has "
+            f"class {missing}: without class_names, labels must be the class indices 0 … C-1"
+        )
+
+
+def _kind(label: str) -> str:
+    return "index" if _is_int(label) else "name"
+
+
+def _shorten(names: Sequence[str], limit: int = 10) -> str:
+    shown = ", ".join(repr(name) for name in names[:limit])
+    return f"[{shown}{', …' if len(names) > limit else ''}]"
 
 
 def read_split_file(split_path: str, root: str) -> ImageList:
@@ -219,7 +356,9 @@ def read_split_file(split_path: str, root: str) -> ImageList:
             lines.append(number)
     if not paths:
         raise ValueError(f"{split_path}: the split file lists no image")
-    return ImageList(root, paths, torch.tensor(labels, dtype=torch.int64), split_path, lines)
+    return drop_duplicates(
+        ImageList(root, paths, torch.tensor(labels, dtype=torch.int64), split_path, lines)
+    )
 
 
 def load_coco_file(json_path: str) -> dict:

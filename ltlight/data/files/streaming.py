@@ -4,8 +4,9 @@
 LitData's format with ``litdata.optimize``: per split a folder of chunks holding each image's
 encoded bytes, unchanged (no re-encoding: the pixels the pipeline decodes are the files'), and the
 label; beside them ``ltlight.json`` with the class names, the class counts and every split's
-labels in stored order. Splits are converted as the datamodule prepares them (validation carved,
-profile applied), so the streamed run trains on exactly the same samples.
+labels and image paths in stored order (predictions name each image by its path). Splits are
+converted as the datamodule prepares them (validation carved, profile applied), so the streamed
+run trains on exactly the same samples.
 
 :class:`StreamingLTDataModule` reads that form from a local folder, a shared disk or object storage
 (``s3://``, ``gs://``, … — whatever LitData reads): ``litdata.StreamingDataset`` fetches chunks
@@ -89,6 +90,7 @@ def convert(
         "class_names": data.class_names,
         "class_counts": data.class_counts,
         "labels": {},
+        "paths": {},
     }
     for split in SPLITS:
         images = data.splits[split]
@@ -107,7 +109,9 @@ def convert(
         )
         # The stored order is LitData's: read the labels back in it (one sequential pass).
         stored = litdata.StreamingDataset(folder)
-        metadata["labels"][split] = [int(stored[i]["label"]) for i in range(len(stored))]
+        positions = [int(stored[i]["index"]) for i in range(len(stored))]
+        metadata["labels"][split] = [int(images.labels[i]) for i in positions]
+        metadata["paths"][split] = [images.paths[i] for i in positions]
     with open(os.path.join(output_dir, METADATA), "w") as f:
         json.dump(metadata, f)
     return metadata
@@ -206,9 +210,12 @@ class StreamingLTDataModule(FileLongTailDataModule):
         metadata = self._metadata()
         lists: dict[str, ImageList | None] = dict.fromkeys(SPLITS)
         for split, labels in metadata["labels"].items():
+            # The images' paths in the converted dataset (for predictions.csv and messages);
+            # a conversion older than them names them by position.
+            paths = metadata.get("paths", {}).get(split)
             lists[split] = ImageList(
                 self.input_dir,
-                [f"{split}/{i}" for i in range(len(labels))],
+                paths or [f"{split}/{i}" for i in range(len(labels))],
                 torch.tensor(labels, dtype=torch.int64),
                 f"{self.input_dir}/{split}",
             )
@@ -219,6 +226,8 @@ class StreamingLTDataModule(FileLongTailDataModule):
     def make_dataset(
         self, images: ImageList, train: bool, size: int, resize: int, skip_bad_images: bool
     ) -> ImageFileDataset:
+        if self.predict_source is not None and images is self.splits["predict"]:  # local files
+            return super().make_dataset(images, train, size, resize, skip_bad_images)
         split = images.source.rsplit("/", 1)[-1]
         return StreamingImageDataset(
             images,
