@@ -5,19 +5,17 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor
-from torchmetrics import Metric
 
-from ltlight._lightning_internals import forget_computed
 from ltlight.metrics.functional import (
-    check_metric_arguments,
     long_tail_compute,
     long_tail_update,
     refuse_invalid,
     state_shapes,
 )
+from ltlight.metrics.shot_grouped import ShotGroupedMetric
 
 
-class LongTailMetrics(Metric):
+class LongTailMetrics(ShotGroupedMetric):
     """Overall, per-class, balanced and many/medium/few-shot error, ECE and reliability bins.
 
     ``update(probs, target)`` takes probabilities ``(N, C)`` — the module computes
@@ -49,7 +47,6 @@ class LongTailMetrics(Metric):
 
     is_differentiable = False
     higher_is_better = False
-    full_state_update = False
 
     def __init__(
         self,
@@ -59,24 +56,9 @@ class LongTailMetrics(Metric):
         few_threshold: int = 20,
         n_bins: int = 15,
     ) -> None:
-        super().__init__()
-        check_metric_arguments(num_classes, n_bins, many_threshold, few_threshold)
-        self.num_classes = num_classes
-        self.many_threshold = many_threshold
-        self.few_threshold = few_threshold
-        self.n_bins = n_bins
-        self.class_counts: Tensor | None = None
-        if class_counts is not None:
-            self.set_class_counts(class_counts)
+        super().__init__(num_classes, class_counts, many_threshold, few_threshold, n_bins)
         for name, (size, dtype) in state_shapes(num_classes, n_bins).items():
             self.add_state(name, torch.zeros(size, dtype=dtype), dist_reduce_fx="sum")
-
-    def set_class_counts(self, class_counts: Sequence[int] | Tensor) -> None:
-        """Set the training class counts that define the many/medium/few-shot groups."""
-        self.class_counts = check_metric_arguments(
-            self.num_classes, self.n_bins, self.many_threshold, self.few_threshold, class_counts
-        )
-        forget_computed(self)  # torchmetrics' cached compute() result used the old counts
 
     def update(self, probs: Tensor, target: Tensor) -> None:
         """Accumulate a batch: ``probs`` ``(N, C)`` probabilities, ``target`` ``(N,)`` indices.

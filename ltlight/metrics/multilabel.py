@@ -17,7 +17,6 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor
-from torchmetrics import Metric
 from torchmetrics.functional.classification import (
     multilabel_auroc,
     multilabel_average_precision,
@@ -26,7 +25,8 @@ from torchmetrics.functional.classification import (
 from torchmetrics.utilities import dim_zero_cat
 
 from ltlight._lightning_internals import forget_computed
-from ltlight.metrics.functional import check_metric_arguments, shot_groups
+from ltlight.metrics.functional import shot_groups
+from ltlight.metrics.shot_grouped import ShotGroupedMetric
 
 #: Head / medium / tail, in the order of :func:`~ltlight.metrics.shot_groups`' indices.
 MAP_GROUPS = ("head", "medium", "tail")
@@ -162,7 +162,7 @@ def multilabel_metrics(
     return results
 
 
-class MultiLabelMetrics(Metric):
+class MultiLabelMetrics(ShotGroupedMetric):
     """:func:`multilabel_metrics` accumulated over a split, DDP-exact.
 
     ``update(probs, target)`` appends the batch (probabilities ``(N, C)``, float targets with NaN
@@ -187,7 +187,6 @@ class MultiLabelMetrics(Metric):
 
     is_differentiable = False
     higher_is_better = True
-    full_state_update = False
 
     def __init__(
         self,
@@ -197,25 +196,15 @@ class MultiLabelMetrics(Metric):
         few_threshold: int = 20,
         n_bins: int = 15,
     ) -> None:
-        super().__init__()
-        check_metric_arguments(num_labels, n_bins, many_threshold, few_threshold)
-        self.num_labels = num_labels
-        self.many_threshold = many_threshold
-        self.few_threshold = few_threshold
-        self.n_bins = n_bins
-        self.class_counts: Tensor | None = None
+        super().__init__(num_labels, class_counts, many_threshold, few_threshold, n_bins)
         self.thresholds: Tensor | None = None
-        if class_counts is not None:
-            self.set_class_counts(class_counts)
         self.add_state("probs", [], dist_reduce_fx="cat")
         self.add_state("target", [], dist_reduce_fx="cat")
 
-    def set_class_counts(self, class_counts: Sequence[int] | Tensor) -> None:
-        """Set the training positives per class that define head / medium / tail."""
-        self.class_counts = check_metric_arguments(
-            self.num_labels, self.n_bins, self.many_threshold, self.few_threshold, class_counts
-        )
-        forget_computed(self)
+    @property
+    def num_labels(self) -> int:
+        """``C``, the number of labels (``num_classes`` of the base)."""
+        return self.num_classes
 
     def set_thresholds(self, thresholds: Tensor | None) -> None:
         """The per-class decision thresholds of the F1 scores (``None``: 0.5)."""
