@@ -64,9 +64,11 @@ def composed_files(config: str | os.PathLike) -> list[Path] | None:
             break
     else:
         known = ", ".join(available_methods(methods)) or f"none in {methods}"
+        multi_label = ", ".join(available_methods(methods, multi_label=True))
         raise ValueError(
             f"config: {path} names the method {method!r} of {folder.name}, which does not "
             f"exist; the methods are: {known}"
+            + (f"; for multi-label data: {multi_label}" if multi_label else "")
         )
     files = [folder / DATASET, protocol / f"{method}.yaml"]
     if protocol.name == "validation" and (folder / VALIDATION).is_file():
@@ -76,9 +78,14 @@ def composed_files(config: str | os.PathLike) -> list[Path] | None:
     return files
 
 
-def available_methods(methods: Path) -> list[str]:
-    """The method names of a ``configs/methods`` folder (both protocols), sorted."""
-    return sorted(path.stem for path in [*methods.glob("*.yaml"), *methods.glob("*/*.yaml")])
+def available_methods(methods: Path, multi_label: bool = False) -> list[str]:
+    """The method names of a ``configs/methods`` folder, sorted: the single-label ones (both
+    protocols), or with ``multi_label`` those of ``methods/multilabel/``."""
+    if multi_label:
+        files = list((methods / MULTILABEL).glob("*.yaml"))
+    else:
+        files = [*methods.glob("*.yaml"), *(methods / "validation").glob("*.yaml")]
+    return sorted(path.stem for path in files)
 
 
 def compose_arguments(args: Sequence[str]) -> Composition:
