@@ -5,6 +5,7 @@ Times are never asserted: the machines that run the tests are shared and noisy.
 
 import importlib.util
 import json
+import logging
 import math
 import os
 import subprocess
@@ -23,6 +24,17 @@ def load(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(autouse=True)
+def _logger_levels_restored():
+    """The benchmarks quieten Lightning's loggers for their run; a test that calls a benchmark's
+    ``main`` in this process must not leave them quiet for the tests after it."""
+    names = ["lightning", "lightning.pytorch", "lightning.fabric", *logging.root.manager.loggerDict]
+    levels = {name: logging.getLogger(name).level for name in names}
+    yield
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
 
 
 TINY = ["--steps", "1", "--warmup", "1", "--images", "256", "--eval-batch", "256"]
