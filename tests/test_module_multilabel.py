@@ -10,6 +10,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from multilabel_data import FEATURES, C, MultiLabelTensorDataModule
 from sklearn.metrics import average_precision_score
 from torch import nn
+from trainers import quiet_trainer
 
 from ltlight import LongTailModule
 from ltlight.callbacks import DeferredReweighting
@@ -24,18 +25,8 @@ from ltlight.losses import (
 
 
 def trainer(tmp_path, max_epochs=3, **kwargs):
-    options = dict(
-        max_epochs=max_epochs,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        default_root_dir=tmp_path,
-    )
-    return L.Trainer(**{**options, **kwargs})
+    options = dict(max_epochs=max_epochs, devices=1, num_sanity_val_steps=0)
+    return quiet_trainer(**options, default_root_dir=tmp_path, **kwargs)
 
 
 def module(loss=None, **kwargs):
