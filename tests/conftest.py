@@ -117,3 +117,18 @@ def multilabel_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "chestxray14": write_chestxray14(str(root / "chestxray14")),
         "folder_multilabel": os.path.dirname(write_multilabel_csvs(str(root / "own"))["train"]),
     }
+
+
+#: timm's ``vit_tiny_patch16_224`` width: the tests' stand-in for LIFT's CLIP ViT-B/16.
+TINY_VIT_WIDTH = 192
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """``(open_clip model name, weights file)`` of a tiny CLIP whose image tower is as wide as
+    ``vit_tiny_patch16_224`` (``tests/fake_clip.py``): LIFT's text-initialised head offline."""
+    from fake_clip import write_tiny_clip
+
+    name = "ltlight-test-clip-vit-tiny"
+    folder = str(tmp_path_factory.mktemp("clip"))
+    return name, write_tiny_clip(folder, name, TINY_VIT_WIDTH)

@@ -78,22 +78,27 @@ def test_every_dataset_has_every_method():
         assert files[1].stem == config.stem and "methods" in files[1].parts, files
 
 
-#: LIFT's CLIP ViT-B/16 is not downloaded here: a one-block random ViT with 4-pixel patches
-#: (any image size) stands in for it, with the recipe's head, adapter, loss and schedule.
+#: LIFT's CLIP ViT-B/16 is not downloaded here: its architecture shrunk to one 192-wide block
+#: with 4-pixel patches (any image size), random, stands in for it, with the recipe's head,
+#: adapter, loss and schedule, and a tiny CLIP in a local file for the head's text initialisation.
 GREY = {"digits_lt", "fashion_mnist_lt"}
 
 
-def tiny_vit_instead_of_clip(dataset: str) -> list[str]:
+def tiny_vit_instead_of_clip(dataset: str, tiny_clip: tuple[str, str]) -> list[str]:
+    """The backbone, and the text tower of the head's initialisation (a tiny CLIP in a file)."""
     backbone = "--model.init_args.backbone.init_args"
+    text_init = "--model.init_args.callbacks.init_args"
     channels = 1 if dataset in GREY else 3
     # image files: the ViT's img_size sets the crops (preprocessing follows the weights); the
     # in-memory datasets keep their own sizes (8, 28, 32), which a dynamic-size ViT accepts
     size = "" if dataset in FILE_FIXTURE else ', "dynamic_img_size": true'
     return [
-        f"{backbone}.model_name=vit_tiny_patch16_224",
+        f"{backbone}.model_name=vit_base_patch16_clip_quickgelu_224",
         f"{backbone}.pretrained=false",
         f'{backbone}.create_kwargs={{"depth": 1, "patch_size": 4, "img_size": 32, '
-        f'"in_chans": {channels}{size}}}',
+        f'"embed_dim": 192, "num_heads": 3, "in_chans": {channels}{size}}}',
+        f"{text_init}.model_name={tiny_clip[0]}",
+        f"{text_init}.pretrained={tiny_clip[1]}",
     ]
 
 
@@ -112,7 +117,8 @@ def cli_args(config, request, *extra):
         fixture, point_at = FILE_FIXTURE[config.parent.name]
         args += [*point_at(request.getfixturevalue(fixture)), *SMALL_FILES]
     if config.stem == "lift":
-        args = [*without_image_size(args), *tiny_vit_instead_of_clip(config.parent.name)]
+        tiny_clip = request.getfixturevalue("tiny_clip")
+        args = [*without_image_size(args), *tiny_vit_instead_of_clip(config.parent.name, tiny_clip)]
     return args
 
 

@@ -340,7 +340,7 @@ def test_resume_from_a_mid_epoch_crash_is_bit_exact(tmp_path):
 
 
 def test_lift_config_with_a_local_file_saves_a_small_checkpoint_that_reloads_alone(
-    tmp_path, monkeypatch
+    tmp_path, monkeypatch, tiny_clip
 ):
     """`ltlight fit --config configs/digits_lt/lift.yaml` with checkpoint_path (a tiny ViT in
     place of CLIP), then `LongTailModule.load_from_checkpoint(path)` with nothing else, as
@@ -359,6 +359,8 @@ def test_lift_config_with_a_local_file_saves_a_small_checkpoint_that_reloads_alo
             f"{backbone}.model_name=vit_tiny_patch16_224", f"{backbone}.checkpoint_path={base}",
             f"{backbone}.create_kwargs={json.dumps(worker.VIT)}", "--trainer.fast_dev_run=2",
             "--trainer.precision=32",
+            f"--model.init_args.callbacks.init_args.model_name={tiny_clip[0]}",
+            f"--model.init_args.callbacks.init_args.pretrained={tiny_clip[1]}",
         ],
         run=False,
     )  # fmt: skip

@@ -3,21 +3,23 @@ loaded from the local file (no download); the head's rows are the prompts' text 
 normalised and mapped through the image projection's transpose, as LIFT's
 ``init_head_text_feat`` computes them, written again here in float64."""
 
-import json
+import warnings
+from pathlib import Path
 
-import open_clip
 import pytest
 import torch
 import torch.nn.functional as F
+from fake_clip import reference_text_weights, write_tiny_clip
 from torch import nn
 from trainers import quiet_trainer
 
 from ltlight import LongTailModule
 from ltlight.callbacks import TextInitialisedClassifier
 from ltlight.data import DigitsLTDataModule
-from ltlight.models import NormedLinear
+from ltlight.models import NormedLinear, timm_backbone
 from ltlight.models.text_classifier import init_classifier_from_text, readable_class_names
 
+LIFT_DIGITS = Path(__file__).resolve().parents[1] / "configs" / "digits_lt" / "lift.yaml"
 MODEL = "ltlight-test-tiny-clip"
 WIDTH, EMBED = 64, 32  # the image tower's width, the joint space
 DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
@@ -26,38 +28,11 @@ DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight"
 @pytest.fixture(scope="module")
 def clip_weights(tmp_path_factory):
     """A tiny CLIP config registered with open_clip, its random weights saved to a file."""
-    folder = tmp_path_factory.mktemp("clip")
-    config = {
-        "embed_dim": EMBED,
-        "vision_cfg": {"image_size": 32, "layers": 1, "width": WIDTH, "patch_size": 16},
-        "text_cfg": {
-            "context_length": 77,
-            "vocab_size": 49408,
-            "width": 32,
-            "heads": 2,
-            "layers": 1,
-        },
-    }
-    (folder / f"{MODEL}.json").write_text(json.dumps(config))
-    open_clip.add_model_config(str(folder / f"{MODEL}.json"))
-    torch.manual_seed(0)
-    model = open_clip.create_model(MODEL)
-    path = folder / "tiny_clip.pt"
-    torch.save(model.state_dict(), path)
-    return str(path)
+    return write_tiny_clip(str(tmp_path_factory.mktemp("clip")), MODEL, WIDTH, EMBED)
 
 
 def reference_weights(path: str, names: list[str], project: bool) -> torch.Tensor:
-    """LIFT's computation, in float64: normalise(encode_text), then normalise(t @ projᵀ)."""
-    model = open_clip.create_model(MODEL, pretrained=path).double().eval()
-    tokens = open_clip.get_tokenizer(MODEL)([f"a photo of a {name}." for name in names])
-    with torch.no_grad():
-        text = model.encode_text(tokens)
-    text = text / text.norm(dim=-1, keepdim=True)
-    if not project:
-        return text
-    mapped = text @ model.visual.proj.t()
-    return mapped / mapped.norm(dim=-1, keepdim=True)
+    return reference_text_weights(MODEL, path, names, project)
 
 
 class TinyNet(nn.Module):
@@ -96,6 +71,10 @@ class NamedDigits(DigitsLTDataModule):
     class_names = tuple(DIGITS)
 
 
+class NamelessDigits(DigitsLTDataModule):
+    class_names = None
+
+
 def fit(module, data, tmp_path):
     trainer = quiet_trainer(max_steps=1, limit_val_batches=0, default_root_dir=str(tmp_path))
     trainer.fit(module, datamodule=data)
@@ -115,7 +94,7 @@ def test_without_class_names_or_with_another_count_it_is_one_line_error(clip_wei
     callback = TextInitialisedClassifier(MODEL, pretrained=clip_weights)
     module = LongTailModule(TinyNet(), callbacks=[callback])
     with pytest.raises(ValueError, match="needs class names: the datamodule has none") as error:
-        fit(module, DigitsLTDataModule(), tmp_path)  # Digits-LT has no class names
+        fit(module, NamelessDigits(), tmp_path)
     assert "\n" not in str(error.value)
     with pytest.raises(ValueError, match="3 class names for a classifier of 10 classes"):
         init_classifier_from_text(TinyNet(), ["a", "b", "c"], MODEL, clip_weights)
@@ -149,3 +128,48 @@ def test_a_resumed_run_keeps_its_checkpoints_classifier_and_loads_no_clip(clip_w
     again = quiet_trainer(max_steps=1, limit_val_batches=0, default_root_dir=str(tmp_path))
     again.fit(resumed, datamodule=NamedDigits(), ckpt_path=tmp_path / "one_step.ckpt")
     assert torch.equal(resumed.backbone.fc.weight, trained)  # max_steps reached: no new step
+
+
+def test_the_lift_config_starts_its_cosine_head_from_the_class_names_text_features(
+    tiny_clip, tmp_path, monkeypatch
+):
+    """`ltlight fit --config configs/digits_lt/lift.yaml`, a tiny ViT for CLIP's image tower and
+    a tiny CLIP file for its text tower: with lr 0 the head after a step is the initialisation,
+    the projected text features of "a photo of a 0." … "a photo of a 9."."""
+    from ltlight.cli import LongTailCLI
+
+    monkeypatch.chdir(tmp_path)
+    name, path = tiny_clip
+    backbone = "--model.init_args.backbone.init_args"
+    cli = LongTailCLI(
+        args=[
+            "--config", str(LIFT_DIGITS), "--trainer.logger=false", "--trainer.precision=32",
+            "--trainer.fast_dev_run=1", "--model.init_args.optimizer.init_args.lr=0",
+            f"{backbone}.model_name=vit_base_patch16_clip_quickgelu_224",
+            f"{backbone}.pretrained=false",
+            f'{backbone}.create_kwargs={{"depth": 1, "patch_size": 4, "img_size": 8, '
+            '"in_chans": 1, "embed_dim": 192, "num_heads": 3}',
+            f"--model.init_args.callbacks.init_args.model_name={name}",
+            f"--model.init_args.callbacks.init_args.pretrained={path}",
+        ],
+        run=False,
+    )  # fmt: skip
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    head = cli.model.backbone.get_classifier()
+    assert isinstance(head, NormedLinear)
+    expected = reference_text_weights(name, path, list("0123456789"), project=True)
+    torch.testing.assert_close(head.weight.T.double(), expected, atol=1e-5, rtol=0)
+
+
+def test_a_timm_backbone_that_is_not_a_clip_image_tower_is_warned_about(tiny_clip):
+    """Widths that agree catch nothing (ConvNeXt-T and ViT-B/16 are both 768 wide): the
+    backbone's weights say whether it is CLIP's image tower."""
+    name, path = tiny_clip
+    small = {"depth": 1, "img_size": 32, "embed_dim": 192, "num_heads": 3}
+    not_clip = timm_backbone("vit_tiny_patch16_224", 3, head="cosine", **small)
+    with pytest.warns(UserWarning, match=r"vit_tiny_patch16_224\..*is not a CLIP image tower"):
+        init_classifier_from_text(not_clip, ["ant", "bee", "cat"], name, path)
+    clip_tower = timm_backbone("vit_base_patch16_clip_quickgelu_224", 3, head="cosine", **small)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        init_classifier_from_text(clip_tower, ["ant", "bee", "cat"], name, path)

@@ -17,6 +17,7 @@ open_clip is the optional extra ``ltlight[clip]``; weights come from its hub tag
 
 import os
 import re
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -71,6 +72,26 @@ def load_open_clip(model_name: str, pretrained: str | None) -> nn.Module:
             f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
             "offline, pass pretrained=<path to the weights file>"
         ) from None
+
+
+def warn_unless_clip_image_tower(backbone: nn.Module, model_name: str) -> None:
+    """Warn when a timm backbone's weights are not a CLIP image tower's (neither its architecture
+    nor its pretrained tag names CLIP): the text features would then land in a space the image
+    features do not share, which no error catches when the widths happen to agree (ConvNeXt-T
+    and ViT-B/16 are both 768 wide)."""
+    cfg = getattr(backbone, "pretrained_cfg", None)
+    if not isinstance(cfg, dict):
+        return  # not a timm model: nothing says what its weights are
+    names = " ".join(str(cfg.get(key) or "") for key in ("architecture", "tag", "hf_hub_id"))
+    if "clip" not in names.lower():
+        described = ".".join(str(cfg.get(key)) for key in ("architecture", "tag") if cfg.get(key))
+        warnings.warn(
+            f"the text-initialised classifier puts CLIP {model_name}'s text features into the "
+            f"head of {described or 'this backbone'}, which is not a CLIP image tower: its "
+            "features live in another space (use the CLIP model of the backbone's weights, or "
+            "leave the callback out: --model.init_args.callbacks=[])",
+            stacklevel=2,
+        )
 
 
 @torch.no_grad()
@@ -164,6 +185,7 @@ def init_classifier_from_text(
             "the text-initialised classifier needs class names: the datamodule has none "
             "(give the datamodule class_names, or class_names to TextInitialisedClassifier)"
         )
+    warn_unless_clip_image_tower(backbone, model_name)
     head = get_classifier(backbone)
     classes = getattr(head, "out_features", None)
     if classes is not None and classes != len(class_names):

@@ -71,6 +71,8 @@ class CIFAR10LTDataModule(LongTailDataModule):
                 f"prepare_data() (which Trainer calls) then downloads {self.dataset_class.url} "
                 f"into data_dir={self.data_dir!r}; or extract that archive there yourself."
             ) from error
+        if self.class_names is None:  # CIFAR-100's names are in its meta file
+            self.class_names = tuple(dataset.classes)
         # torchvision holds NHWC, the transpose of the files' NCHW: permuting back costs no copy.
         images = torch.from_numpy(dataset.data).permute(0, 3, 1, 2).contiguous()
         return images, torch.tensor(dataset.targets, dtype=torch.int64)
@@ -88,4 +90,4 @@ class CIFAR100LTDataModule(CIFAR10LTDataModule):
     max_count = 500
     mean = (0.5071, 0.4865, 0.4409)
     std = (0.2673, 0.2564, 0.2762)
-    class_names = None
+    class_names = None  # read from the dataset's ``meta`` file by ``setup``

@@ -61,6 +61,7 @@ class DigitsLTDataModule(LongTailDataModule):
     image_size = 8
     mean = (0.3053,)
     std = (0.3759,)
+    class_names = tuple("0123456789")
     crop_padding = 1
     flip = False
 
