@@ -23,10 +23,12 @@ from typing import ClassVar
 
 import torch
 from lightning.pytorch import LightningDataModule
+from torch import nn
 
 from ltlight._lightning_internals import processed_batches_in_epoch
 from ltlight.checks import check_integer
 from ltlight.data.sampling import ResumableEpochLoader
+from ltlight.preprocessing import Preprocessing, weights_name
 
 
 class SplitDataModule(LightningDataModule):
@@ -47,6 +49,8 @@ class SplitDataModule(LightningDataModule):
     #: Per-channel mean / std of the [0, 1] images, for normalisation.
     mean: ClassVar[tuple[float, ...]]
     std: ClassVar[tuple[float, ...]]
+    #: Channels of the images (1: grey, 3: RGB).
+    in_channels: ClassVar[int]
 
     def __init__(
         self,
@@ -81,6 +85,26 @@ class SplitDataModule(LightningDataModule):
     def validates_on_test(self) -> bool:
         """Whether the validation loader serves the test split (there is no validation split)."""
         return not self.has_split("val") and self.has_split("test")
+
+    # -- preprocessing that follows the pretrained weights -----------------------------------
+    def follow_weights(self, backbone: nn.Module) -> Preprocessing | None:
+        """Use ``backbone``'s pretrained preprocessing (per pipeline); ``None``: nothing changes."""
+        return None
+
+    def follow_the_modules_weights(self) -> None:
+        """:meth:`follow_weights` of the trainer's module (``module.backbone``): called by
+        ``setup``, the hook Lightning calls first on every rank and stage, before any loader."""
+        module = getattr(self.trainer, "lightning_module", None)
+        if module is not None:
+            self.follow_weights(getattr(module, "backbone", module))
+
+    def check_channels(self, weights: Preprocessing, backbone: nn.Module) -> None:
+        """A ``ValueError`` when the weights expect another number of channels than the data's."""
+        if len(weights.mean) != self.in_channels:
+            raise ValueError(
+                f"{weights_name(backbone)} expects {len(weights.mean)}-channel images; "
+                f"{self.name} has {self.in_channels}"
+            )
 
     # -- LightningDataModule hooks ----------------------------------------------------------
     def train_dataloader(self) -> ResumableEpochLoader:

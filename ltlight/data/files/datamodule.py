@@ -415,11 +415,7 @@ class FileLongTailDataModule(SplitDataModule):
         if weights is None:
             return None
         name = weights_name(backbone)
-        if len(weights.mean) != self.in_channels:
-            raise ValueError(
-                f"{name} expects {len(weights.mean)}-channel images; {self.name} has "
-                f"{self.in_channels}"
-            )
+        self.check_channels(weights, backbone)
         for argument, given in self.given_preprocessing.items():
             expected = getattr(weights, argument)
             if given is not None and given != expected:
@@ -438,9 +434,7 @@ class FileLongTailDataModule(SplitDataModule):
         self.splits  # noqa: B018 - reads and checks the lists on every rank
         # The first hook of every stage: the loaders (built later) then use the weights'
         # preprocessing, and the module's setup records it for the checkpoint.
-        module = self.trainer.lightning_module if self.trainer is not None else None
-        if module is not None:
-            self.follow_weights(getattr(module, "backbone", module))
+        self.follow_the_modules_weights()
 
     @property
     def predict_split(self) -> str:

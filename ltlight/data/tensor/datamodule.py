@@ -17,16 +17,27 @@ uint8 ``(N, C, H, W)`` tensor and int64 labels on the CPU. This class then
   (:func:`long_tail_indices`) and the whole balanced test split (test and prediction set);
 * makes a :class:`~ltlight.data.tensor.loader.DeviceDataLoader` of a split, copied once to the
   device the loaders of :class:`~ltlight.data.base.SplitDataModule` are made on.
+
+**Preprocessing follows pretrained weights** (LIFT fine-tunes CLIP on CIFAR-100-LT at 224): a
+backbone that carries pretrained weights (``timm_backbone`` with ``pretrained`` or
+``checkpoint_path``; any module given a ``pretrained_cfg``) decides mean / std, input size,
+evaluation resize and interpolation, read by ``setup`` from the trainer's module. Training
+batches are augmented at the dataset's size, then resized to the weights' size; evaluation
+batches are resized (shorter side to ``floor(size / crop_pct)``) and centre-cropped, as
+:class:`~ltlight.preprocessing.Preprocessing` does for ``predict_images``. A timm model made
+without weights keeps the dataset's own preprocessing.
 """
 
+import dataclasses
 from typing import ClassVar
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ltlight.data.base import SplitDataModule
 from ltlight.data.profiles import long_tail_counts, long_tail_indices, validation_indices
 from ltlight.data.tensor.loader import DeviceDataLoader
+from ltlight.preprocessing import Preprocessing
 
 
 class LongTailDataModule(SplitDataModule):
@@ -88,6 +99,11 @@ class LongTailDataModule(SplitDataModule):
         self.val_data: tuple[Tensor, Tensor] | None = None
         self.test_data: tuple[Tensor, Tensor] | None = None
         self._on_device: dict[tuple[str, torch.device], tuple[Tensor, Tensor]] = {}
+        #: The pretrained weights' preprocessing once :meth:`follow_weights` found some.
+        self.weights_preprocessing: Preprocessing | None = None
+        #: Evaluation resize (shorter side) before the centre crop, when following weights.
+        self.resize: int | None = None
+        self.interpolation = "bilinear"
 
     @property
     def max_count(self) -> int:
@@ -98,8 +114,29 @@ class LongTailDataModule(SplitDataModule):
         """The balanced training (``train=True``) or test split: uint8 ``(N, C, H, W)``, int64."""
         raise NotImplementedError
 
+    def follow_weights(self, backbone: nn.Module) -> Preprocessing | None:
+        """Use the preprocessing of ``backbone``'s pretrained weights (see the module doc).
+
+        Returns it, or ``None`` (nothing changes) for a backbone without pretrained weights.
+
+        Raises:
+            ValueError: the weights expect another number of channels than the dataset has.
+        """
+        if not carries_pretrained_weights(backbone):
+            return None
+        weights = Preprocessing.from_backbone(backbone)
+        if weights is None:
+            return None
+        self.check_channels(weights, backbone)
+        self.mean, self.std = weights.mean, weights.std
+        self.image_size, self.resize = weights.image_size, weights.resize
+        self.interpolation = weights.interpolation
+        self.weights_preprocessing = weights
+        return weights
+
     # -- LightningDataModule hooks ----------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
+        self.follow_the_modules_weights()
         if self.train_data is None and (stage in (None, "fit") or self.val_per_class > 0):
             images, labels = self._load_checked(train=True)
             pool, val = validation_indices(
@@ -147,6 +184,11 @@ class LongTailDataModule(SplitDataModule):
         images, labels = self._split_on(split, device)
         train = split == "train"
         augment = train and self.augment
+        resize = None  # the dataset's size, unless pretrained weights want another
+        if self.weights_preprocessing is not None:
+            resize = Preprocessing.from_datamodule(self)
+            if train:  # augmented at the dataset's size, then resized whole
+                resize = dataclasses.replace(resize, resize=None)
         return DeviceDataLoader(
             images,
             labels,
@@ -156,6 +198,7 @@ class LongTailDataModule(SplitDataModule):
             shuffle=train,
             crop_padding=self.crop_padding if augment else None,
             flip=self.flip and augment,
+            preprocessing=resize,
             seed=self.seed,
             rank=rank,
             world_size=world_size,
@@ -174,3 +217,14 @@ class LongTailDataModule(SplitDataModule):
         if key not in self._on_device:
             self._on_device[key] = (data[0].to(device), data[1].to(device))
         return self._on_device[key]
+
+
+def carries_pretrained_weights(backbone: nn.Module) -> bool:
+    """Whether ``backbone`` holds pretrained weights whose preprocessing the data should follow:
+    :func:`~ltlight.models.timm_backbone` loaded some (``ltlight_base_weights``), or a module
+    other than a timm model has a ``pretrained_cfg`` (given with torchvision's weights). Every
+    timm model has a ``pretrained_cfg``, random or not."""
+    if getattr(backbone, "ltlight_base_weights", None) is not None:
+        return True
+    is_timm = type(backbone).__module__.startswith("timm.")
+    return bool(getattr(backbone, "pretrained_cfg", None)) and not is_timm

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from ltlight.data.sampling import AUGMENT_STREAM, EpochSampler, ResumableEpochLoader
 from ltlight.data.tensor.augment import random_crop_flip
-from ltlight.preprocessing import Normalize
+from ltlight.preprocessing import Normalize, Preprocessing
 
 
 class DeviceDataLoader(ResumableEpochLoader):
@@ -30,6 +30,9 @@ class DeviceDataLoader(ResumableEpochLoader):
         shuffle: a new seeded order every epoch (training); ``False`` keeps the split's order.
         crop_padding: zero padding of the random crop, or ``None`` for no crop.
         flip: random horizontal flips.
+        preprocessing: resize (and centre-crop) the augmented uint8 batch, then normalise, as
+            this :class:`~ltlight.preprocessing.Preprocessing` says (pretrained weights' size);
+            ``None``: normalise with ``mean`` / ``std`` at the images' size.
         seed: the one seed the order and the augmentation derive from.
         rank: this process's global rank; ``world_size``: number of processes.
         drop_last: drop each rank's last incomplete batch.
@@ -51,6 +54,7 @@ class DeviceDataLoader(ResumableEpochLoader):
         shuffle: bool = False,
         crop_padding: int | None = None,
         flip: bool = False,
+        preprocessing: Preprocessing | None = None,
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
@@ -75,7 +79,7 @@ class DeviceDataLoader(ResumableEpochLoader):
         self.labels = labels.to(self.device, torch.int64)
         self.crop_padding = crop_padding
         self.flip = flip
-        self.normalize = Normalize(mean, std, device=self.device)
+        self.normalize = preprocessing or Normalize(mean, std, device=self.device)
 
     @property
     def augment(self) -> bool:
