@@ -109,6 +109,7 @@ def test_without_class_names_or_with_another_count_it_is_one_line_error(clip_wei
 def test_class_names_become_words_a_text_tower_reads():
     names = readable_class_names(["n01440764", "n01443537"])  # ImageNet-LT's WordNet ids
     assert names == ["tench", "goldfish"]
+    assert readable_class_names(["n01440764", "n00000001"]) == ["tench", "n00000001"]
     assert readable_class_names(["a/airfield", "b/bakery/shop", "ice_cream"]) == [
         "airfield",
         "bakery shop",

@@ -34,14 +34,19 @@ _WNID = re.compile(r"^n\d{8}$")
 
 def readable_class_names(class_names: Sequence[str]) -> list[str]:
     """Names a text tower can read: WordNet ids (ImageNet-LT's folders) become ImageNet's first
-    description (timm's ``ImageNetInfo``: ``n01440764`` → ``tench``); a Places-style
+    description (timm's ``ImageNetInfo``: ``n01440764`` → ``tench``; an id ImageNet-1k lacks
+    stays); a Places-style
     ``a/airfield`` loses its letter folder; ``_`` and ``/`` become spaces (as LIFT does)."""
     names = [str(name) for name in class_names]
     if names and all(_WNID.match(name) for name in names):
         from timm.data import ImageNetInfo
 
         info = ImageNetInfo()
-        names = [info.label_name_to_description(name).split(",")[0] for name in names]
+        known = set(info.label_names())
+        names = [
+            info.label_name_to_description(name).split(",")[0] if name in known else name
+            for name in names
+        ]
     return [re.sub(r"^[a-z]/", "", name).replace("_", " ").replace("/", " ") for name in names]
 
 
