@@ -281,6 +281,13 @@ def _fixed_input_size(backbone: nn.Module) -> tuple[int, int, int] | None:
     return (int(channels), int(size[0]), int(size[1]))
 
 
+def input_channels(backbone: nn.Module) -> int | None:
+    """The channels ``backbone`` takes: its first convolution's (a CNN's stem, a ViT's patch
+    embedding), also when timm adapted it (``in_chans=1``); ``None`` without a convolution."""
+    first = next((m for m in backbone.modules() if isinstance(m, nn.Conv2d)), None)
+    return None if first is None else int(first.in_channels)
+
+
 def _optional_int(value: Any) -> int | None:
     return None if value is None else int(value)
 

@@ -39,3 +39,10 @@ def reference_text_weights(name: str, path: str, names: list[str], project: bool
         return text
     mapped = text @ model.visual.proj.t()
     return mapped / mapped.norm(dim=-1, keepdim=True)
+
+
+def text_init_arguments(model_name: str, path: str) -> list[str]:
+    """The command-line arguments that point the LIFT config's text initialisation (the method's
+    last callback) at a tiny CLIP file."""
+    callback = "--model.init_args.callbacks.init_args"
+    return [f"{callback}.model_name={model_name}", f"{callback}.pretrained={path}"]

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from fake_clip import text_init_arguments
 
 from ltlight import LongTailModule
 from ltlight.cli import LongTailCLI, condense_error, main
@@ -87,7 +88,6 @@ GREY = {"digits_lt", "fashion_mnist_lt"}
 def tiny_vit_instead_of_clip(dataset: str, tiny_clip: tuple[str, str]) -> list[str]:
     """The backbone, and the text tower of the head's initialisation (a tiny CLIP in a file)."""
     backbone = "--model.init_args.backbone.init_args"
-    text_init = "--model.init_args.callbacks.init_args"
     channels = 1 if dataset in GREY else 3
     # image files: the ViT's img_size sets the crops (preprocessing follows the weights); the
     # in-memory datasets keep their own sizes (8, 28, 32), which a dynamic-size ViT accepts
@@ -97,8 +97,7 @@ def tiny_vit_instead_of_clip(dataset: str, tiny_clip: tuple[str, str]) -> list[s
         f"{backbone}.pretrained=false",
         f'{backbone}.create_kwargs={{"depth": 1, "patch_size": 4, "img_size": 32, '
         f'"embed_dim": 192, "num_heads": 3, "in_chans": {channels}{size}}}',
-        f"{text_init}.model_name={tiny_clip[0]}",
-        f"{text_init}.pretrained={tiny_clip[1]}",
+        *text_init_arguments(*tiny_clip),
     ]
 
 

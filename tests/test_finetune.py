@@ -11,6 +11,7 @@ import lightning as L
 import pytest
 import timm
 import torch
+from fake_clip import text_init_arguments
 from safetensors.torch import save_file
 from test_module import trainer as module_trainer
 from torch.utils.data import DataLoader, TensorDataset
@@ -359,8 +360,7 @@ def test_lift_config_with_a_local_file_saves_a_small_checkpoint_that_reloads_alo
             f"{backbone}.model_name=vit_tiny_patch16_224", f"{backbone}.checkpoint_path={base}",
             f"{backbone}.create_kwargs={json.dumps(worker.VIT)}", "--trainer.fast_dev_run=2",
             "--trainer.precision=32",
-            f"--model.init_args.callbacks.init_args.model_name={tiny_clip[0]}",
-            f"--model.init_args.callbacks.init_args.pretrained={tiny_clip[1]}",
+            *text_init_arguments(*tiny_clip),
         ],
         run=False,
     )  # fmt: skip

@@ -109,5 +109,22 @@ def test_a_timm_model_without_weights_keeps_the_datasets_preprocessing(cifar10_d
 
 
 def test_grey_images_for_rgb_weights_are_one_line_error(weights_file):
-    with pytest.raises(ValueError, match=r"expects 3-channel images; Digits has 1$"):
+    with pytest.raises(ValueError, match=r"takes 3-channel images; Digits has 1$"):
         DigitsLTDataModule().follow_weights(pretrained(weights_file))
+
+
+def test_a_model_made_for_grey_images_keeps_the_datasets_mean_and_takes_the_weights_size(
+    tmp_path,
+):
+    """timm's ``in_chans=1`` (a grey model from weights of RGB statistics): the size follows the
+    weights, the normalisation stays the dataset's (the weights' is per RGB channel)."""
+    grey = {"img_size": 16, "patch_size": 8, "depth": 1, "in_chans": 1}
+    path = tmp_path / "grey.safetensors"
+    save_file(timm.create_model("vit_tiny_patch16_224", num_classes=10, **grey).state_dict(), path)
+    backbone = timm_backbone("vit_tiny_patch16_224", 10, checkpoint_path=str(path), **grey)
+    data = DigitsLTDataModule(batch_size=4)
+    assert data.follow_weights(backbone) is not None
+    data.setup("test")
+    images, _ = next(iter(data.test_dataloader()))
+    assert images.shape == (4, 1, 16, 16) and data.mean == DigitsLTDataModule.mean
+    assert backbone(images).shape == (4, 10)

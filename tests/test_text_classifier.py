@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from fake_clip import reference_text_weights, write_tiny_clip
+from fake_clip import reference_text_weights, text_init_arguments, write_tiny_clip
 from torch import nn
 from trainers import quiet_trainer
 
@@ -150,8 +150,7 @@ def test_the_lift_config_starts_its_cosine_head_from_the_class_names_text_featur
             f"{backbone}.pretrained=false",
             f'{backbone}.create_kwargs={{"depth": 1, "patch_size": 4, "img_size": 8, '
             '"in_chans": 1, "embed_dim": 192, "num_heads": 3}',
-            f"--model.init_args.callbacks.init_args.model_name={name}",
-            f"--model.init_args.callbacks.init_args.pretrained={path}",
+            *text_init_arguments(name, path),
         ],
         run=False,
     )  # fmt: skip

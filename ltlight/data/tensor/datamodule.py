@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from ltlight.data.base import SplitDataModule
 from ltlight.data.profiles import long_tail_counts, long_tail_indices, validation_indices
 from ltlight.data.tensor.loader import DeviceDataLoader
-from ltlight.preprocessing import Preprocessing
+from ltlight.preprocessing import Preprocessing, input_channels, weights_name
 
 
 class LongTailDataModule(SplitDataModule):
@@ -119,16 +119,28 @@ class LongTailDataModule(SplitDataModule):
 
         Returns it, or ``None`` (nothing changes) for a backbone without pretrained weights.
 
+        The weights' mean / std apply when they are per channel of this data; a model made for
+        the data's channels from weights of others (timm's ``in_chans=1`` from RGB weights)
+        keeps the dataset's own.
+
         Raises:
-            ValueError: the weights expect another number of channels than the dataset has.
+            ValueError: the backbone takes another number of channels than the dataset has.
         """
         if not carries_pretrained_weights(backbone):
             return None
         weights = Preprocessing.from_backbone(backbone)
         if weights is None:
             return None
-        self.check_channels(weights, backbone)
-        self.mean, self.std = weights.mean, weights.std
+        channels = input_channels(backbone)
+        if channels is None:
+            self.check_channels(weights, backbone)
+        elif channels != self.in_channels:
+            raise ValueError(
+                f"{weights_name(backbone)} takes {channels}-channel images; {self.name} has "
+                f"{self.in_channels}"
+            )
+        if len(weights.mean) == self.in_channels:  # else: a model made for this data's channels
+            self.mean, self.std = weights.mean, weights.std  # from others' (timm's in_chans)
         self.image_size, self.resize = weights.image_size, weights.resize
         self.interpolation = weights.interpolation
         self.weights_preprocessing = weights
