@@ -71,7 +71,7 @@ def test_every_dataset_has_every_method():
     expected = {"ce", "ce_drw", "focal", "cb_focal", "ldam", "ldam_drw", "ldam_drs"}
     expected |= {"logit_adjusted", "balanced_softmax", "tailr", "tailr_schedule", "ghm"}
     expected |= {"ce_posthoc_la", "ce_tau_norm", "ce_stage1", "mislas_stage1", *STAGE2}
-    expected |= {"lift"}
+    expected |= {"lift", "convnext_lora"}
     assert set(METHODS) == expected
     for config in METHOD_CONFIGS:  # each composes from its dataset's recipe and its method
         files = composed_files(config)
@@ -101,8 +101,25 @@ def tiny_vit_instead_of_clip(dataset: str, tiny_clip: tuple[str, str]) -> list[s
     ]
 
 
+def tiny_convnext_instead_of_convnext_t(dataset: str, tiny_clip: tuple[str, str]) -> list[str]:
+    """A random two-stage ConvNeXt (8 and 16 wide; stride 8 takes Digits' 8×8): the same fc1 /
+    fc2 for LoRA."""
+    backbone = "--model.init_args.backbone.init_args"
+    channels = 1 if dataset in GREY else 3
+    return [
+        f"{backbone}.model_name=convnext_tiny",
+        f"{backbone}.pretrained=false",
+        f'{backbone}.create_kwargs={{"depths": [1, 1, 1, 1], "dims": [8, 16, 32, 64], '
+        f'"patch_size": 1, "in_chans": {channels}}}',
+    ]
+
+
+#: The methods that start from pretrained weights, and what stands in for those weights here.
+STAND_INS = {"lift": tiny_vit_instead_of_clip, "convnext_lora": tiny_convnext_instead_of_convnext_t}
+
+
 def without_image_size(args: list[str]) -> list[str]:
-    """LIFT's configs: the backbone decides the image size, the data's arguments may not."""
+    """Pretrained backbones' configs: the weights decide the image size, the data may not."""
     sizes = ("--data.init_args.image_size=", "--data.init_args.resize=")
     return [a for a in args if not a.startswith(sizes)]
 
@@ -115,9 +132,9 @@ def cli_args(config, request, *extra):
     if config.parent.name in FILE_FIXTURE:
         fixture, point_at = FILE_FIXTURE[config.parent.name]
         args += [*point_at(request.getfixturevalue(fixture)), *SMALL_FILES]
-    if config.stem == "lift":
-        tiny_clip = request.getfixturevalue("tiny_clip")
-        args = [*without_image_size(args), *tiny_vit_instead_of_clip(config.parent.name, tiny_clip)]
+    if config.stem in STAND_INS:
+        stand_in = STAND_INS[config.stem](config.parent.name, request.getfixturevalue("tiny_clip"))
+        args = [*without_image_size(args), *stand_in]
     return args
 
 
@@ -130,6 +147,8 @@ def test_every_config_parses_and_instantiates(config, request, tmp_path, monkeyp
     if config.stem == "lift":  # LIFT's own recipe
         assert cli.trainer.max_epochs == (20 if config.parent.name == "inat2018" else 10)
         assert cli.datamodule.batch_size == 128 and cli.trainer.precision == "bf16-mixed"
+    elif config.stem == "convnext_lora":
+        assert cli.trainer.max_epochs == 20 and cli.model.finetune.rank == 8
     elif config.parent.name.startswith("cifar") and config.stem not in STAGE2:  # the paper's
         assert cli.trainer.max_epochs == 200
         assert cli.datamodule.batch_size == 128
