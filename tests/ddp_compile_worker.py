@@ -9,9 +9,9 @@ backbone ran compiled.
 import sys
 from pathlib import Path
 
-import lightning as L
 import torch
 from torch import nn
+from trainers import ddp_trainer
 
 from ltlight import LongTailModule
 from ltlight.data import DigitsLTDataModule
@@ -43,11 +43,7 @@ def make_datamodule(batch_size: int) -> DigitsLTDataModule:
 
 def main(out_dir: Path) -> None:
     module = make_module(compile=True)
-    trainer = L.Trainer(
-        max_epochs=EPOCHS, accelerator="cpu", devices=2, strategy="ddp", logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        num_sanity_val_steps=0, limit_val_batches=0, default_root_dir=out_dir,
-    )  # fmt: skip
+    trainer = ddp_trainer(out_dir, max_epochs=EPOCHS, limit_val_batches=0)
     trainer.fit(module, datamodule=make_datamodule(BATCH_PER_RANK))
     compiled = module.compiled_backbone
     torch.save(

@@ -14,6 +14,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from torch import nn
+from trainers import ddp_trainer
 
 from ltlight import LongTailModule
 from ltlight.callbacks import DeferredResampling
@@ -61,11 +62,7 @@ class Recorder(L.Callback):
 def main(out_dir: Path, folder: str, decoder: str) -> None:
     L.seed_everything(0)
     module, datamodule, recorder = make_module(), make_datamodule(folder, decoder), Recorder()
-    trainer = L.Trainer(
-        max_epochs=EPOCHS, accelerator="cpu", devices=2, strategy="ddp", callbacks=[recorder],
-        logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=out_dir,
-    )  # fmt: skip
+    trainer = ddp_trainer(out_dir, max_epochs=EPOCHS, callbacks=[recorder])
     trainer.fit(module, datamodule=datamodule)
     report = {
         "global_rank": trainer.global_rank,

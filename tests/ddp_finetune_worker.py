@@ -16,6 +16,7 @@ import lightning as L
 import timm
 import torch
 from safetensors.torch import save_file
+from trainers import ddp_trainer
 
 from ltlight import LongTailModule
 from ltlight.data import DigitsLTDataModule
@@ -55,18 +56,7 @@ def digest(tensors) -> str:
 def main(out_dir: Path, base_file: str) -> None:
     L.seed_everything(0)
     module = make_module(base_file)
-    trainer = L.Trainer(
-        max_epochs=EPOCHS,
-        accelerator="cpu",
-        devices=2,
-        strategy="ddp",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        default_root_dir=out_dir,
-    )
+    trainer = ddp_trainer(out_dir, max_epochs=EPOCHS)
     trainer.fit(module, datamodule=DigitsLTDataModule(batch_size=32, seed=3))
     trainer.save_checkpoint(out_dir / "peft.ckpt")
     named = list(module.backbone.named_parameters())

@@ -18,6 +18,7 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from multilabel_data import FEATURES, C, MultiLabelTensorDataModule
 from torch import nn
 from torch.utils.data import DataLoader
+from trainers import ddp_trainer
 
 from ltlight import LongTailModule
 from ltlight.callbacks import ThresholdTuning
@@ -48,19 +49,7 @@ def make_module() -> LongTailModule:
 def main(out_dir: Path) -> None:
     L.seed_everything(0)
     module = make_module()
-    trainer = L.Trainer(
-        max_epochs=2,
-        accelerator="cpu",
-        devices=2,
-        strategy="ddp",
-        callbacks=[ThresholdTuning()],
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        default_root_dir=out_dir,
-    )
+    trainer = ddp_trainer(out_dir, max_epochs=2, callbacks=[ThresholdTuning()])
     data = UnpaddedValidation(val_size=VAL_IMAGES, batch_size=16)
     trainer.fit(module, datamodule=data)
     results = trainer.validate(module, datamodule=data, verbose=False)[0]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from trainers import ddp_trainer
 
 from ltlight import LongTailModule
 from ltlight.callbacks import PostHocLogitAdjustment, TemperatureScaling
@@ -45,19 +46,11 @@ def make_module() -> LongTailModule:
 def main(out_dir: Path) -> None:
     L.seed_everything(0)
     module = make_module()
-    trainer = L.Trainer(
+    trainer = ddp_trainer(
+        out_dir,
         max_epochs=EPOCHS,
-        accelerator="cpu",
-        devices=2,
-        strategy="ddp",
         callbacks=[PostHocLogitAdjustment(), TemperatureScaling()],
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
         limit_val_batches=0,
-        default_root_dir=out_dir,
     )
     trainer.fit(module, datamodule=make_datamodule())
     rank = trainer.global_rank

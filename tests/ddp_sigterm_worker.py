@@ -15,6 +15,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+from trainers import ddp_trainer
 
 from ltlight import LongTailModule
 from ltlight.callbacks import InterruptCheckpoint
@@ -40,21 +41,15 @@ def main(out_dir: Path) -> None:
         loss=LDAMLoss(),
         optimizer=lambda params: torch.optim.SGD(params, lr=0.05, momentum=0.9),
     )
-    trainer = L.Trainer(
+    trainer = ddp_trainer(
+        out_dir,
         max_epochs=3,
-        accelerator="cpu",
-        devices=2,
-        strategy="ddp",
         callbacks=[
             SignalAt(),
             InterruptCheckpoint(str(out_dir), "interrupted", sync_every_n_batches=SYNC_EVERY),
         ],
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
         limit_val_batches=0,
-        default_root_dir=out_dir,
+        enable_checkpointing=True,
     )
     try:
         trainer.fit(module, datamodule=DigitsLTDataModule(batch_size=32, seed=5))

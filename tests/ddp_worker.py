@@ -21,6 +21,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+from trainers import ddp_trainer
 
 from ltlight import LongTailModule
 from ltlight.callbacks import DeferredResampling, DeferredReweighting, PerClassReport
@@ -122,18 +123,10 @@ class RestoredRandomness(L.Callback):
 def main(out_dir: Path) -> None:
     L.seed_everything(0)
     module, datamodule, recorder = make_module(), make_datamodule(), Recorder()
-    trainer = L.Trainer(
+    trainer = ddp_trainer(
+        out_dir,
         max_epochs=EPOCHS,
-        accelerator="cpu",
-        devices=2,
-        strategy="ddp",
         callbacks=[recorder, RankRandomness(), PerClassReport(figures=False, table=False)],
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        default_root_dir=out_dir,
     )
     trainer.fit(module, datamodule=datamodule)
     # Saved before validate: Lightning's DDP set-up re-seeds every rank alike at each new stage.

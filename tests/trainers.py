@@ -13,3 +13,10 @@ def quiet_trainer(**overrides) -> L.Trainer:
         enable_model_summary=False,
     )
     return L.Trainer(**(options | overrides))
+
+
+def ddp_trainer(out_dir, **overrides) -> L.Trainer:
+    """:func:`quiet_trainer` as two CPU processes (gloo DDP) writing into ``out_dir``, without
+    the sanity check: the DDP workers' trainer (``tests/ddp_*_worker.py``)."""
+    options = dict(devices=2, strategy="ddp", num_sanity_val_steps=0, default_root_dir=out_dir)
+    return quiet_trainer(**(options | overrides))
