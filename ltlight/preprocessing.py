@@ -210,12 +210,17 @@ class Preprocessing:
             raise ValueError(
                 f"images must have shape (N, {channels}, H, W), got {tuple(images.shape)}"
             )
-        x = images.float()  # the uint8 scale 0..255: resizing is linear, Normalize divides
-        if self.five_crop:
-            x = five_crops(x, self.image_size, self.interpolation)
-        elif self.image_size is not None:
-            x = self._resize(x)
+        x = self.resize_and_crop(images.float())  # 0..255: resizing is linear
         return Normalize(self.mean, self.std, device=x.device)(x)
+
+    def resize_and_crop(self, x: Tensor) -> Tensor:
+        """Float images ``(N, C, H, W)`` at the network's size: the five crops with
+        :attr:`five_crop`, else resized (and centre-cropped); unchanged without ``image_size``."""
+        if self.five_crop:
+            return five_crops(x, self.image_size, self.interpolation)
+        if self.image_size is None:
+            return x
+        return self._resize(x)
 
     def _resize(self, x: Tensor) -> Tensor:
         size = self.image_size

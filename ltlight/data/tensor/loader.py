@@ -30,9 +30,9 @@ class DeviceDataLoader(ResumableEpochLoader):
         shuffle: a new seeded order every epoch (training); ``False`` keeps the split's order.
         crop_padding: zero padding of the random crop, or ``None`` for no crop.
         flip: random horizontal flips.
-        preprocessing: resize (and centre-crop) the augmented uint8 batch, then normalise, as
-            this :class:`~ltlight.preprocessing.Preprocessing` says (pretrained weights' size);
-            ``None``: normalise with ``mean`` / ``std`` at the images' size.
+        preprocessing: resize (and centre-crop) the augmented batch as this
+            :class:`~ltlight.preprocessing.Preprocessing` says (pretrained weights' size) before
+            normalising; ``None``: the images' own size.
         seed: the one seed the order and the augmentation derive from.
         rank: this process's global rank; ``world_size``: number of processes.
         drop_last: drop each rank's last incomplete batch.
@@ -79,7 +79,8 @@ class DeviceDataLoader(ResumableEpochLoader):
         self.labels = labels.to(self.device, torch.int64)
         self.crop_padding = crop_padding
         self.flip = flip
-        self.normalize = preprocessing or Normalize(mean, std, device=self.device)
+        self.preprocessing = preprocessing
+        self.normalize = Normalize(mean, std, device=self.device)
 
     @property
     def augment(self) -> bool:
@@ -99,5 +100,7 @@ class DeviceDataLoader(ResumableEpochLoader):
             if generator is not None:
                 generator.manual_seed(self.sampler.seed_for(AUGMENT_STREAM, epoch, batch_index))
                 images = random_crop_flip(images, self.crop_padding or 0, generator, self.flip)
+            if self.preprocessing is not None:
+                images = self.preprocessing.resize_and_crop(images.float())
             self._batches_yielded = batch_index + 1
             yield self.normalize(images), self.labels[batch]
