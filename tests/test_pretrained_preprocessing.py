@@ -233,3 +233,11 @@ def test_bicubic_predict_images_matches_torchvision_resize_and_center_crop():
         ]
     )(pixels.double())
     torch.testing.assert_close(prep(pixels)[0].double(), reference, atol=1e-4, rtol=0)
+
+
+def test_a_model_that_takes_grey_images_is_refused_for_rgb_files(folder):
+    """timm's ``in_chans=1`` keeps the weights' RGB mean / std: the first convolution says what
+    the model takes."""
+    grey = timm.create_model("vit_tiny_patch16_224", img_size=32, depth=1, in_chans=1)
+    with pytest.raises(ValueError, match=r"takes 1-channel images; .* has 3$"):
+        datamodule(folder).follow_weights(grey)

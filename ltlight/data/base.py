@@ -28,7 +28,7 @@ from torch import nn
 from ltlight._lightning_internals import processed_batches_in_epoch
 from ltlight.checks import check_integer
 from ltlight.data.sampling import ResumableEpochLoader
-from ltlight.preprocessing import Preprocessing, weights_name
+from ltlight.preprocessing import Preprocessing, input_channels, weights_name
 
 
 class SplitDataModule(LightningDataModule):
@@ -99,11 +99,14 @@ class SplitDataModule(LightningDataModule):
             self.follow_weights(getattr(module, "backbone", module))
 
     def check_channels(self, weights: Preprocessing, backbone: nn.Module) -> None:
-        """A ``ValueError`` when the weights expect another number of channels than the data's."""
-        if len(weights.mean) != self.in_channels:
+        """A ``ValueError`` when the backbone takes another number of channels than the data
+        has: its first convolution's (also when timm adapted it, ``in_chans=1``), else the
+        weights' mean / std's."""
+        channels = input_channels(backbone) or len(weights.mean)
+        if channels != self.in_channels:
             raise ValueError(
-                f"{weights_name(backbone)} expects {len(weights.mean)}-channel images; "
-                f"{self.name} has {self.in_channels}"
+                f"{weights_name(backbone)} takes {channels}-channel images; {self.name} has "
+                f"{self.in_channels}"
             )
 
     # -- LightningDataModule hooks ----------------------------------------------------------

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from ltlight.data.base import SplitDataModule
 from ltlight.data.profiles import long_tail_counts, long_tail_indices, validation_indices
 from ltlight.data.tensor.loader import DeviceDataLoader
-from ltlight.preprocessing import Preprocessing, input_channels, weights_name
+from ltlight.preprocessing import Preprocessing
 
 
 class LongTailDataModule(SplitDataModule):
@@ -131,14 +131,7 @@ class LongTailDataModule(SplitDataModule):
         weights = Preprocessing.from_backbone(backbone)
         if weights is None:
             return None
-        channels = input_channels(backbone)
-        if channels is None:
-            self.check_channels(weights, backbone)
-        elif channels != self.in_channels:
-            raise ValueError(
-                f"{weights_name(backbone)} takes {channels}-channel images; {self.name} has "
-                f"{self.in_channels}"
-            )
+        self.check_channels(weights, backbone)
         if len(weights.mean) == self.in_channels:  # else: a model made for this data's channels
             self.mean, self.std = weights.mean, weights.std  # from others' (timm's in_chans)
         self.image_size, self.resize = weights.image_size, weights.resize
